@@ -1,0 +1,103 @@
+"""The engine: runs tick batches through the kernels and hands their events to sinks.
+
+One kernel call per batch; events are drained in blocks after it, so Python work scales with
+orders and fills, not with ticks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from engine.config import EngineConfig
+from engine.state import State
+from kernels import flatten_one, kill, layout, run_ticks
+
+#: a sink takes a drained block of event rows and the batch's receive stamp (monotonic ns)
+EventSink = Callable[[np.ndarray, int], None]
+
+
+class Engine:
+    """Own the state and run ticks through the kernels.
+
+    Parameters
+    ----------
+    cfg : EngineConfig
+        The validated configuration.
+    sinks : list of EventSink, optional
+        Called with every drained block of events, in order (journal, trade log, ...).
+    """
+
+    def __init__(self, cfg: EngineConfig, sinks: list[EventSink] | None = None) -> None:
+        self.cfg = cfg
+        self.state = State(cfg)
+        self.sinks: list[EventSink] = list(sinks or [])
+
+    def process(
+        self,
+        idx: np.ndarray,
+        price: np.ndarray,
+        size: np.ndarray,
+        ts: np.ndarray,
+        n: int,
+        recv_ns: int = 0,
+    ) -> None:
+        """Run the first ``n`` ticks of the scratch arrays and drain their events.
+
+        Parameters
+        ----------
+        idx, price, size, ts : np.ndarray
+            Scratch arrays of a tick batch (int64, float64, float64, int64).
+        n : int
+            Ticks filled.
+        recv_ns : int
+            ``time.monotonic_ns()`` when the batch arrived, for the journal's latency stamps.
+        """
+        if n <= 0:
+            return
+        head = ts[:n]
+        self.state.ensure_calendar(int(head.min()), int(head.max()))
+        book, events = self.state.book, self.state.events
+        start = 0
+        while start < n:
+            start = run_ticks(book, events, idx, price, size, ts, start, n)
+            self.drain(recv_ns)
+
+    def drain(self, recv_ns: int = 0) -> None:
+        """Hand the events written since the last drain to the sinks and empty the ring."""
+        ints, acct = self.state.ints, self.state.acct
+        count = int(ints[acct, layout.A_EVENTS])
+        if count == 0:
+            return
+        rows = self.state.events[:count]
+        for sink in self.sinks:
+            sink(rows, recv_ns)
+        ints[acct, layout.A_EVENTS] = 0
+
+    # -- operator controls, between batches ----------------------------------------------------
+
+    def kill(self, ts: int | None = None) -> None:
+        """Flatten everything and refuse every entry until ``resume``."""
+        kill(self.state.book, self.state.events, _now(ts))
+        self.drain()
+
+    def flatten(self, symbol: str | None = None, ts: int | None = None) -> None:
+        """Close one symbol's position, or all of them, at the LTP (reason ``manual``)."""
+        targets = range(self.state.n) if symbol is None else [self.state.index[symbol]]
+        for i in targets:
+            flatten_one(self.state.book, self.state.events, i, _now(ts), layout.R_MANUAL)
+        self.drain()
+
+    def pause(self) -> None:
+        """Stop new entries; exits keep running."""
+        self.state.set_account_int(layout.A_PAUSED, 1)
+
+    def resume(self) -> None:
+        """Lift a pause or halt (see ``State.resume``)."""
+        self.state.resume()
+
+
+def _now(ts: int | None) -> int:
+    return time.time_ns() if ts is None else ts

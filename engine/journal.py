@@ -1,0 +1,184 @@
+"""The append-only JSON Lines journal, and the restart that rebuilds state from it.
+
+Every order, fill, risk and control event is one line with a ``type`` field. Order lines
+carry ``tick_t`` (the causing tick's ts), ``recv_ns`` (when its batch arrived) and
+``submit_ns`` (when the order left), both ``time.monotonic_ns()``, and a unique ``tag``.
+Lines are written before the next batch runs, so a killed process loses at most the lines of
+the batch in flight.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+from engine.config import EngineConfig
+from engine.events import event_record
+from engine.sessions import local_date
+from engine.state import State
+from kernels import layout
+
+#: journal line types
+ORDER, FILL, RISK, CONTROL = "order", "fill", "risk", "control"
+
+
+class Journal:
+    """An event sink appending one JSON line per order, fill, risk or control event.
+
+    Parameters
+    ----------
+    cfg : EngineConfig
+        Supplies ``journal.path``, ``journal.fsync`` and the session time zone.
+    symbols : tuple of str
+        Symbols by instrument row.
+    """
+
+    def __init__(self, cfg: EngineConfig, symbols: tuple[str, ...]) -> None:
+        self.path = Path(cfg.journal.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.session = cfg.session
+        self.symbols = symbols
+        self.fsync = cfg.journal.fsync
+        self._file = open(self.path, "ab")  # noqa: SIM115 - lives as long as the journal
+        self.run_id = f"{time.time_ns() // 1_000_000:x}"
+
+    def __call__(self, rows: np.ndarray, recv_ns: int) -> None:
+        lines = []
+        for row in rows:
+            lines.extend(self._lines(event_record(row, self.symbols), recv_ns))
+        self._file.write(b"".join(orjson.dumps(line) + b"\n" for line in lines))
+        self.flush()
+
+    def _lines(self, record: dict, recv_ns: int) -> Iterator[dict]:
+        kind = record.pop("type")
+        record["day"] = local_date(record["tick_t"], self.session).isoformat()
+        if kind in ("refused", "halt"):
+            yield {"type": RISK, "event": kind, **record}
+            return
+        action = {"entry": "entry", "exit": "exit", "stop_moved": "modify"}[kind]
+        order = {
+            "type": ORDER,
+            "action": action,
+            "tag": f"ot-{self.run_id}-{record['seq']}",
+            **record,
+            "recv_ns": recv_ns,
+            "submit_ns": time.monotonic_ns(),
+        }
+        yield order
+        if action != "modify":
+            yield {"type": FILL, "action": action, "tag": order["tag"], **record}
+
+    def control(self, action: str, **fields) -> None:
+        """Append a control line (start, stop, pause, resume, kill, flatten, restore)."""
+        line = {"type": CONTROL, "action": action, "ts": time.time_ns(), **fields}
+        self._file.write(orjson.dumps(line) + b"\n")
+        self.flush()
+
+    def flush(self) -> None:
+        """Push written lines to the OS (and to disk with ``journal.fsync``)."""
+        self._file.flush()
+        if self.fsync:
+            os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        """Flush and close the file."""
+        if not self._file.closed:
+            self.flush()
+            self._file.close()
+
+
+def read_journal(path: str | os.PathLike[str]) -> Iterator[dict]:
+    """Yield the journal's lines; a torn last line (killed mid-write) is skipped."""
+    try:
+        with open(path, "rb") as file:
+            for raw in file:
+                try:
+                    yield orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    continue
+    except FileNotFoundError:
+        return
+
+
+def restore(state: State, path: str | os.PathLike[str], today: date) -> dict:
+    """Rebuild positions, brackets, P&L and halts from the journal into fresh ``state``.
+
+    Positions and brackets come from every fill and modify line, so a position carried
+    overnight survives; the day's realized P&L from the fills of ``today``; a kill or max-loss
+    halt stays until a later ``resume`` line. Return a summary of what was restored.
+    """
+    positions: dict[str, dict] = {}
+    realized = day_realized = peak = 0.0
+    halt = 0
+    last_seq = -1
+    for line in read_journal(path):
+        kind = line.get("type")
+        last_seq = max(last_seq, line.get("seq", -1))
+        if kind == FILL and line.get("symbol") in state.index:
+            symbol = line["symbol"]
+            held = positions.get(symbol)
+            if line["action"] == "entry" and held is not None and held["side"] == line["side"]:
+                held.update(qty=held["qty"] + line["qty"], avg_price=line["avg_price"])
+            elif line["action"] == "entry":
+                positions[symbol] = dict(line)
+            else:
+                if held is not None:
+                    held["qty"] -= line["qty"]
+                    if held["qty"] <= 0:
+                        del positions[symbol]
+                realized += line["pnl"]
+                peak = max(peak, realized)
+                if line["day"] == today.isoformat():
+                    day_realized += line["pnl"]
+        elif kind == ORDER and line["action"] == "modify" and line["symbol"] in positions:
+            positions[line["symbol"]].update(stop=line["stop"], stop_reason=line["reason"])
+        elif kind == RISK and line["event"] == "halt" and line["reason"] != "daily_loss":
+            halt = layout.GATE_REASONS.index(line["reason"])
+        elif kind == CONTROL and line["action"] == "resume":
+            halt = 0
+        elif kind == CONTROL and line["action"] == "kill":
+            halt = layout.G_HALTED
+
+    for symbol, fill in positions.items():
+        _restore_position(state, state.index[symbol], fill)
+    book, acct = state.book, state.acct
+    book[acct, layout.A_REALIZED] = realized
+    book[acct, layout.A_DAY_REALIZED] = day_realized
+    book[acct, layout.A_EQUITY] = realized
+    book[acct, layout.A_PEAK] = peak
+    state.ints[acct, layout.A_HALT] = halt
+    state.ints[acct, layout.A_SEQ] = last_seq + 1
+    return {
+        "positions": sorted(positions),
+        "realized_pnl": realized,
+        "day_realized_pnl": day_realized,
+        "halt": layout.GATE_REASONS[halt] if halt else None,
+    }
+
+
+def _restore_position(state: State, i: int, fill: dict) -> None:
+    row = state.book[i]
+    tick = row[layout.I_TICK_SIZE]
+    side = layout.LONG if fill["side"] == "buy" else layout.SHORT
+    row[layout.I_SIDE] = side
+    row[layout.I_QTY] = fill["qty"]
+    entry_ticks = fill["avg_price"] / tick
+    if abs(entry_ticks - round(entry_ticks)) < 1e-6:
+        entry_ticks = round(entry_ticks)  # undo the float error of price = ticks * tick_size
+    row[layout.I_ENTRY_TICKS] = entry_ticks
+    # exits are checked from the first tick after the restart on
+    row[layout.I_ENTERED_AT] = -1.0
+    if "stop" in fill:
+        row[layout.I_TARGET] = round(fill["target"] / tick)
+        row[layout.I_STOP] = round(fill["stop"] / tick)
+        reason = fill.get("stop_reason", "stop")
+        row[layout.I_STOP_KIND] = layout.EXIT_REASONS.index(reason)
+    else:
+        row[layout.I_STOP_KIND] = layout.R_NONE
+    state.ints[i, layout.I_ENTRY_TS] = fill["tick_t"]

@@ -1,0 +1,171 @@
+"""The engine's whole trading state: one preallocated book matrix and one event ring.
+
+Sized once from the config; nothing here grows while ticks flow. See ``kernels.layout`` for
+the columns.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.config import EngineConfig
+from engine.sessions import CALENDAR_DAYS, fill_calendar, local_date
+from kernels import layout
+
+_INT64_MIN = np.iinfo(np.int64).min
+#: nanoseconds in a day (ignoring daylight saving, which only widens the margin)
+DAY_NS = 86_400_000_000_000
+
+
+class State:
+    """Own the book (instruments, account, session calendar) and the event ring.
+
+    Parameters
+    ----------
+    cfg : EngineConfig
+        Sizes the arrays and supplies every parameter the kernels read.
+    """
+
+    def __init__(self, cfg: EngineConfig) -> None:
+        self.cfg = cfg
+        self.symbols: tuple[str, ...] = tuple(inst.symbol for inst in cfg.instruments)
+        self.index: dict[str, int] = {symbol: i for i, symbol in enumerate(self.symbols)}
+        self.n = len(self.symbols)
+        self.acct = self.n + CALENDAR_DAYS
+        self.book = np.zeros((self.acct + 1, layout.N_BOOK_COLS), np.float64)
+        self.ints = self.book.view(np.int64)
+        self.calendar = self.ints[self.n : self.acct]
+        self.events = np.zeros((cfg.state.event_capacity, layout.N_EVENT_COLS), np.int64)
+        self.event_floats = self.events.view(np.float64)
+        self._write_parameters()
+        self._calendar_end = _INT64_MIN
+
+    def _write_parameters(self) -> None:
+        cfg, book, ints = self.cfg, self.book, self.ints
+        strategy, bracket, risk = cfg.strategy, cfg.bracket, cfg.risk
+        for i, inst in enumerate(cfg.instruments):
+            row = book[i]
+            row[layout.I_TICK_SIZE] = inst.tick_size
+            row[layout.I_LOT_SIZE] = inst.lot_size
+            row[layout.I_POINT_VALUE] = inst.point_value
+            row[layout.I_ALPHA_FAST] = 2.0 / (strategy.fast + 1)
+            row[layout.I_ALPHA_SLOW] = 2.0 / (strategy.slow + 1)
+            row[layout.I_SLOW] = strategy.slow
+            row[layout.I_QUANTITY] = strategy.quantity
+            row[layout.I_RISK_PER_TRADE] = strategy.risk_per_trade or 0.0
+            row[layout.I_ATR_PERIOD] = strategy.atr_period
+            row[layout.I_RSI_PERIOD] = strategy.rsi_period
+            row[layout.I_TARGET_TICKS] = bracket.target_ticks
+            row[layout.I_STOP_TICKS] = bracket.stop_ticks
+            row[layout.I_TRAIL_TICKS] = bracket.trail_ticks
+            row[layout.I_BREAKEVEN_TICKS] = bracket.breakeven_ticks
+            row[layout.I_TARGET_ATR] = bracket.target_atr
+            row[layout.I_STOP_ATR] = bracket.stop_atr
+            row[layout.I_SLIPPAGE_TICKS] = cfg.broker.slippage_ticks
+            row[layout.I_MAX_POSITION] = risk.max_position
+            row[layout.I_ATR] = np.nan
+            row[layout.I_RSI] = np.nan
+            ints[i, layout.I_LAST_TS] = _INT64_MIN
+            ints[i, layout.I_BAR_NS] = strategy.bar_seconds * 1_000_000_000
+        acct = book[self.acct]
+        acct[layout.A_DAILY_LOSS_LIMIT] = risk.daily_loss_limit or np.inf
+        acct[layout.A_MAX_LOSS_LIMIT] = risk.max_loss_limit or np.inf
+        acct[layout.A_MAX_ORDERS_PER_SEC] = risk.max_orders_per_second
+        ints[self.acct, layout.A_N_INST] = self.n
+        ints[self.acct, layout.A_EVENT_CAP] = self.events.shape[0]
+        ints[self.acct, layout.A_SESSION_ROW] = self.n
+        ints[self.acct, layout.A_SESSION_END] = self.n + 1
+
+    # -- session calendar ----------------------------------------------------------------------
+
+    def ensure_calendar(self, ts_min: int, ts_max: int) -> None:
+        """Make the calendar cover ticks from ``ts_min`` to ``ts_max`` (ns, UTC).
+
+        Cheap when already covered. Otherwise refill it from the current day (from ``ts_min``'s
+        day on the first call), or later when ``ts_max`` would still fall beyond it.
+        """
+        if ts_max < self._calendar_end:
+            return
+        ints, session = self.ints, self.cfg.session
+        started = self._calendar_end != _INT64_MIN
+        current_start = int(ints[ints[self.acct, layout.A_SESSION_ROW], layout.S_DAY_START])
+        anchor = current_start if started else ts_min
+        anchor = max(anchor, ts_max - (CALENDAR_DAYS - 2) * DAY_NS)
+        fill_calendar(self.calendar, local_date(anchor, session), session)
+        if started and self.calendar[0, layout.S_DAY_START] != current_start:
+            # the current day fell out of the calendar: the kernels start a new day
+            self.ints[self.acct, layout.A_DAY_HALT] = 0
+            self.book[self.acct, layout.A_DAY_REALIZED] = 0.0
+        ints[self.acct, layout.A_SESSION_ROW] = self.n
+        ints[self.acct, layout.A_SESSION_END] = self.acct
+        self._calendar_end = int(self.calendar[-1, layout.S_DAY_END])
+
+    # -- account and control ---------------------------------------------------------------------
+
+    def account(self, column: int) -> float:
+        """Return a float column of the account row."""
+        return float(self.book[self.acct, column])
+
+    def account_int(self, column: int) -> int:
+        """Return an int64 column of the account row."""
+        return int(self.ints[self.acct, column])
+
+    def set_account_int(self, column: int, value: int) -> None:
+        """Set an int64 column of the account row (halts, pause), between kernel calls."""
+        self.ints[self.acct, column] = value
+
+    def rejected_ticks(self) -> dict[str, int]:
+        """Return the ticks refused by the kernels, by reason, nonzero reasons only."""
+        row = self.ints[self.acct]
+        counts = {
+            name: int(row[layout.A_REJ_UNKNOWN + k]) for k, name in enumerate(layout.REJECT_REASONS)
+        }
+        return {name: count for name, count in counts.items() if count}
+
+    def refused_entries(self) -> dict[str, int]:
+        """Return entry signals refused by the risk gate, by reason, nonzero reasons only."""
+        row = self.ints[self.acct]
+        counts = {
+            name: int(row[layout.A_REFUSED + g]) for g, name in enumerate(layout.GATE_REASONS)
+        }
+        return {name: count for name, count in counts.items() if count and name != "ok"}
+
+    def halt_reason(self) -> str | None:
+        """Return why entries are stopped (halt, day loss limit, pause), or None."""
+        for column in (layout.A_HALT, layout.A_DAY_HALT):
+            code = self.account_int(column)
+            if code:
+                return layout.GATE_REASONS[code]
+        return "paused" if self.account_int(layout.A_PAUSED) else None
+
+    def resume(self) -> None:
+        """Lift an operator or max-loss halt and the pause; the loss window restarts here.
+
+        The running equity peak is reset to the current equity, otherwise the same drawdown
+        would halt again on the next tick.
+        """
+        self.set_account_int(layout.A_HALT, 0)
+        self.set_account_int(layout.A_PAUSED, 0)
+        self.book[self.acct, layout.A_PEAK] = self.book[self.acct, layout.A_EQUITY]
+        self.book[self.acct, layout.A_DRAWDOWN] = 0.0
+
+    def positions(self) -> dict[str, dict]:
+        """Return the open positions by symbol with their bracket levels, in prices."""
+        out: dict[str, dict] = {}
+        for i, symbol in enumerate(self.symbols):
+            row = self.book[i]
+            side = int(row[layout.I_SIDE])
+            if side == layout.FLAT:
+                continue
+            tick = row[layout.I_TICK_SIZE]
+            bracketed = int(row[layout.I_STOP_KIND]) != layout.R_NONE
+            out[symbol] = {
+                "side": "long" if side == layout.LONG else "short",
+                "qty": int(row[layout.I_QTY]),
+                "entry_price": float(row[layout.I_ENTRY_TICKS] * tick),
+                "target": float(row[layout.I_TARGET] * tick) if bracketed else None,
+                "stop": float(row[layout.I_STOP] * tick) if bracketed else None,
+                "unrealized_pnl": float(row[layout.I_UNREALIZED]),
+                "entry_ts": int(self.ints[i, layout.I_ENTRY_TS]),
+            }
+        return out

@@ -1,0 +1,161 @@
+"""Market kernels: validate and store a tick, build time bars."""
+
+import numpy as np
+
+from kernels.jit import kernel
+from kernels.layout import (
+    A_DAY_HALT,
+    A_DAY_REALIZED,
+    A_N_INST,
+    A_REJ_BAD_SIZE,
+    A_REJ_NON_FINITE,
+    A_REJ_NON_POSITIVE,
+    A_REJ_STALE,
+    A_REJ_UNKNOWN,
+    A_SESSION_END,
+    A_SESSION_ROW,
+    A_TICKS,
+    I_BAR_CLOSE,
+    I_BAR_END,
+    I_BAR_HIGH,
+    I_BAR_LOW,
+    I_BAR_NS,
+    I_BAR_OPEN,
+    I_BAR_VOLUME,
+    I_BARS,
+    I_DAY_HIGH,
+    I_DAY_LOW,
+    I_DAY_START,
+    I_DAY_TURNOVER,
+    I_DAY_VOLUME,
+    I_LAST_CLOSE,
+    I_LAST_HIGH,
+    I_LAST_LOW,
+    I_LAST_TS,
+    I_LTP,
+    I_LTP_TICKS,
+    I_PREV_BAR_CLOSE,
+    I_TICK_SIZE,
+    I_TICKS,
+    I_VWAP,
+    S_DAY_END,
+    S_DAY_START,
+)
+
+#: apply_tick return codes; code - 1 indexes layout.REJECT_REASONS
+TICK_OK = 0
+TICK_UNKNOWN = 1
+TICK_NON_FINITE = 2
+TICK_NON_POSITIVE = 3
+TICK_BAD_SIZE = 4
+TICK_STALE = 5
+
+
+@kernel
+def advance_session(book: np.ndarray, ts: int) -> bool:
+    """Move the account to the session day holding ``ts``; return True when the day changed.
+
+    A new day clears the day's realized P&L and lifts the daily-loss halt.
+    The calendar rows are filled by the driver ahead of the ticks; a tick beyond the last row
+    stays on the last day, whose session is then closed to entries.
+    """
+    bi = book.view(np.int64)
+    acct = book.shape[0] - 1
+    row = bi[acct, A_SESSION_ROW]
+    end = bi[acct, A_SESSION_END]
+    if ts < bi[row, S_DAY_END] or row + 1 >= end:
+        return False
+    while row + 1 < end and ts >= bi[row, S_DAY_END]:
+        row += 1
+    bi[acct, A_SESSION_ROW] = row
+    bi[acct, A_DAY_HALT] = 0
+    book[acct, A_DAY_REALIZED] = 0.0
+    return True
+
+
+@kernel
+def apply_tick(book: np.ndarray, i: int, price: float, size: float, ts: int) -> int:
+    """Validate one tick and store it as instrument ``i``'s last traded price.
+
+    Return TICK_OK, or the reason the tick was refused; a refused tick changes nothing but its
+    reject counter. Updates the LTP, its tick-grid value, the tick count and the session day's
+    high, low, volume and VWAP.
+    """
+    bi = book.view(np.int64)
+    acct = book.shape[0] - 1
+    if i < 0 or i >= bi[acct, A_N_INST]:
+        bi[acct, A_REJ_UNKNOWN] += 1
+        return TICK_UNKNOWN
+    if not np.isfinite(price):
+        bi[acct, A_REJ_NON_FINITE] += 1
+        return TICK_NON_FINITE
+    if price <= 0.0:
+        bi[acct, A_REJ_NON_POSITIVE] += 1
+        return TICK_NON_POSITIVE
+    if not (size >= 0.0 and size < np.inf):
+        bi[acct, A_REJ_BAD_SIZE] += 1
+        return TICK_BAD_SIZE
+    if ts < bi[i, I_LAST_TS]:
+        bi[acct, A_REJ_STALE] += 1
+        return TICK_STALE
+
+    advance_session(book, ts)
+    bi[i, I_LAST_TS] = ts
+    bi[acct, A_TICKS] += 1
+    book[i, I_LTP] = price
+    book[i, I_LTP_TICKS] = np.rint(price / book[i, I_TICK_SIZE])
+    book[i, I_TICKS] += 1.0
+
+    day_start = bi[bi[acct, A_SESSION_ROW], S_DAY_START]
+    if bi[i, I_DAY_START] != day_start:
+        bi[i, I_DAY_START] = day_start
+        book[i, I_DAY_HIGH] = price
+        book[i, I_DAY_LOW] = price
+        book[i, I_DAY_VOLUME] = 0.0
+        book[i, I_DAY_TURNOVER] = 0.0
+    elif price > book[i, I_DAY_HIGH]:
+        book[i, I_DAY_HIGH] = price
+    elif price < book[i, I_DAY_LOW]:
+        book[i, I_DAY_LOW] = price
+    if size > 0.0:
+        book[i, I_DAY_VOLUME] += size
+        book[i, I_DAY_TURNOVER] += price * size
+        book[i, I_VWAP] = book[i, I_DAY_TURNOVER] / book[i, I_DAY_VOLUME]
+    elif book[i, I_DAY_VOLUME] == 0.0:
+        book[i, I_VWAP] = price
+    return TICK_OK
+
+
+@kernel
+def update_bar(book: np.ndarray, i: int, price: float, size: float, ts: int) -> bool:
+    """Add a tick to instrument ``i``'s current time bar; return True when a bar closed.
+
+    Bars are aligned to multiples of the bar length since the epoch. The first tick at or past
+    the bar's end closes it into the last-bar columns and opens the next bar; intervals with no
+    ticks make no bars.
+    """
+    bi = book.view(np.int64)
+    if ts < bi[i, I_BAR_END]:
+        if price > book[i, I_BAR_HIGH]:
+            book[i, I_BAR_HIGH] = price
+        elif price < book[i, I_BAR_LOW]:
+            book[i, I_BAR_LOW] = price
+        book[i, I_BAR_CLOSE] = price
+        book[i, I_BAR_VOLUME] += size
+        return False
+
+    closed = bi[i, I_BAR_END] != 0
+    if closed:
+        book[i, I_PREV_BAR_CLOSE] = book[i, I_LAST_CLOSE]
+        book[i, I_LAST_HIGH] = book[i, I_BAR_HIGH]
+        book[i, I_LAST_LOW] = book[i, I_BAR_LOW]
+        book[i, I_LAST_CLOSE] = book[i, I_BAR_CLOSE]
+        book[i, I_BARS] += 1.0
+    bar_ns = bi[i, I_BAR_NS]
+    bi[i, I_BAR_END] = (ts // bar_ns + 1) * bar_ns
+    book[i, I_BAR_OPEN] = price
+    book[i, I_BAR_HIGH] = price
+    book[i, I_BAR_LOW] = price
+    book[i, I_BAR_CLOSE] = price
+    book[i, I_BAR_VOLUME] = size
+    return closed

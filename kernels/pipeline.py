@@ -1,0 +1,202 @@
+"""The fused per-tick pipeline and its batch loop, composed from the twelve kernels."""
+
+import numpy as np
+
+from kernels.indicators import detect_crossover, update_atr, update_ema, update_rsi
+from kernels.jit import entry, kernel
+from kernels.layout import (
+    A_DAY_HALT,
+    A_EOD_DONE,
+    A_EVENT_CAP,
+    A_EVENTS,
+    A_HALT,
+    A_N_INST,
+    A_REFUSED,
+    A_SESSION_ROW,
+    E_STOP,
+    E_TARGET,
+    FLAT,
+    G_DAILY_LOSS,
+    G_HALTED,
+    G_OK,
+    I_EXIT_TICKS,
+    I_LTP_TICKS,
+    I_QTY,
+    I_SIDE,
+    I_SLIPPAGE_TICKS,
+    I_STOP,
+    I_STOP_KIND,
+    I_TARGET,
+    I_TICK_SIZE,
+    K_HALT,
+    K_REFUSED,
+    K_STOP_MOVED,
+    R_EOD,
+    R_KILL,
+    R_NONE,
+    R_RISK,
+    S_FLATTEN,
+)
+from kernels.ledger import apply_fill, emit, mark_to_market
+from kernels.market import TICK_OK, apply_tick, update_bar
+from kernels.orders import bracket_levels, check_bracket, count_order, risk_gate, size_order
+
+#: event rows kept free per tick beyond the instruments: an exit, an entry and a halt
+EVENTS_PER_TICK = 4
+
+
+@kernel
+def flatten_one(book: np.ndarray, events: np.ndarray, i: int, ts: int, reason: int) -> float:
+    """Close instrument ``i``'s position with a market order at its LTP; return the P&L.
+
+    The market order fills ``slippage_ticks`` worse than the LTP, like every paper market order.
+    """
+    side = book[i, I_SIDE]
+    if side == FLAT:
+        return 0.0
+    exit_ticks = book[i, I_LTP_TICKS] - side * book[i, I_SLIPPAGE_TICKS]
+    count_order(book, ts)
+    pnl = apply_fill(book, events, i, -int(side), book[i, I_QTY], exit_ticks, ts, reason)
+    mark_to_market(book, i)
+    return pnl
+
+
+@kernel
+def flatten_all(book: np.ndarray, events: np.ndarray, ts: int, reason: int) -> int:
+    """Close every open position at its LTP with ``reason``; return how many were closed."""
+    n = book.view(np.int64)[book.shape[0] - 1, A_N_INST]
+    closed = 0
+    for i in range(n):
+        if book[i, I_SIDE] != FLAT:
+            flatten_one(book, events, i, ts, reason)
+            closed += 1
+    return closed
+
+
+@kernel
+def halt(book: np.ndarray, events: np.ndarray, ts: int, code: int, reason: int) -> None:
+    """Flatten everything with exit ``reason`` and stop entries with halt ``code``.
+
+    G_DAILY_LOSS stops entries until the next session day; any other code until the operator
+    resumes.
+    """
+    bi = book.view(np.int64)
+    acct = book.shape[0] - 1
+    if code == G_DAILY_LOSS:
+        bi[acct, A_DAY_HALT] = code
+    else:
+        bi[acct, A_HALT] = code
+    emit(book, events, K_HALT, -1, 0, 0.0, ts, code)
+    flatten_all(book, events, ts, reason)
+
+
+@kernel
+def kill(book: np.ndarray, events: np.ndarray, ts: int) -> None:
+    """Flatten every position and refuse every new entry until the operator resumes."""
+    halt(book, events, ts, G_HALTED, R_KILL)
+
+
+@kernel
+def _flatten_at_eod(book: np.ndarray, events: np.ndarray, ts: int) -> None:
+    bi = book.view(np.int64)
+    acct = book.shape[0] - 1
+    row = bi[acct, A_SESSION_ROW]
+    flatten_at = bi[row, S_FLATTEN]
+    if ts >= flatten_at and bi[acct, A_EOD_DONE] != flatten_at:
+        bi[acct, A_EOD_DONE] = flatten_at
+        flatten_all(book, events, ts, R_EOD)
+
+
+@kernel
+def _exit(book: np.ndarray, events: np.ndarray, i: int, ts: int) -> None:
+    stop = book[i, I_STOP]
+    reason = check_bracket(book, i)
+    if reason != R_NONE:
+        count_order(book, ts)
+        side = int(book[i, I_SIDE])
+        apply_fill(book, events, i, -side, book[i, I_QTY], book[i, I_EXIT_TICKS], ts, reason)
+    elif book[i, I_STOP] != stop:
+        k = emit(
+            book,
+            events,
+            K_STOP_MOVED,
+            i,
+            int(book[i, I_SIDE]),
+            book[i, I_QTY],
+            ts,
+            int(book[i, I_STOP_KIND]),
+        )
+        if k >= 0:
+            evf = events.view(np.float64)
+            evf[k, E_TARGET] = book[i, I_TARGET] * book[i, I_TICK_SIZE]
+            evf[k, E_STOP] = book[i, I_STOP] * book[i, I_TICK_SIZE]
+
+
+@kernel
+def _enter(book: np.ndarray, events: np.ndarray, i: int, side: int, ts: int) -> None:
+    qty = size_order(book, i)
+    gate = risk_gate(book, i, qty, ts)
+    if gate != G_OK:
+        book.view(np.int64)[book.shape[0] - 1, A_REFUSED + gate] += 1
+        emit(book, events, K_REFUSED, i, side, qty, ts, gate)
+        return
+    entry_ticks = book[i, I_LTP_TICKS] + side * book[i, I_SLIPPAGE_TICKS]
+    bracket_levels(book, i, side, entry_ticks)
+    count_order(book, ts)
+    apply_fill(book, events, i, side, qty, entry_ticks, ts, R_NONE)
+
+
+@entry
+def on_tick(
+    book: np.ndarray, events: np.ndarray, i: int, price: float, size: float, ts: int
+) -> int:
+    """Run one tick of instrument ``i`` through the whole pipeline; return the tick's code.
+
+    Validate and store it, update bars and indicators, check the open bracket, flatten at the
+    session's flatten_at, enter on a crossover when flat and the risk gate allows, then mark to
+    market and flatten everything when a loss limit is breached. Returns 0, or the reject
+    reason (see ``kernels.market``) when the tick was refused.
+    """
+    code = apply_tick(book, i, price, size, ts)
+    if code != TICK_OK:
+        return code
+    if update_bar(book, i, price, size, ts):
+        update_atr(book, i)
+        update_rsi(book, i)
+    update_ema(book, i, price)
+    signal = detect_crossover(book, i)
+    if book[i, I_SIDE] != FLAT:
+        _exit(book, events, i, ts)
+    _flatten_at_eod(book, events, ts)
+    if signal != 0 and book[i, I_SIDE] == FLAT:
+        _enter(book, events, i, signal, ts)
+    breach = mark_to_market(book, i)
+    if breach != G_OK:
+        halt(book, events, ts, breach, R_RISK)
+    return TICK_OK
+
+
+@entry
+def run_ticks(
+    book: np.ndarray,
+    events: np.ndarray,
+    idx: np.ndarray,
+    price: np.ndarray,
+    size: np.ndarray,
+    ts: np.ndarray,
+    start: int,
+    stop: int,
+) -> int:
+    """Run ticks ``start .. stop-1`` of the scratch arrays through ``on_tick``.
+
+    Return the index of the first tick not run: ``stop``, or earlier when the event ring is
+    nearly full, so the caller drains it and calls again from there. Nothing is lost.
+    """
+    bi = book.view(np.int64)
+    acct = book.shape[0] - 1
+    room = bi[acct, A_EVENT_CAP] - bi[acct, A_N_INST] - EVENTS_PER_TICK
+    for k in range(start, stop):
+        if bi[acct, A_EVENTS] > room:
+            return k
+        on_tick(book, events, idx[k], price[k], size[k], ts[k])
+    return stop
