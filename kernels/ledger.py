@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from kernels.jit import kernel
+from kernels.jit import entry, kernel
 from kernels.layout import (
     A_DAILY_LOSS_LIMIT,
     A_DAY_HALT,
@@ -63,7 +63,7 @@ from kernels.layout import (
 )
 
 
-@kernel
+@entry
 def emit(
     book: np.ndarray,
     events: np.ndarray,
@@ -97,7 +97,7 @@ def emit(
     return k
 
 
-@kernel
+@entry
 def apply_fill(
     book: np.ndarray,
     events: np.ndarray,
@@ -171,7 +171,7 @@ def apply_fill(
     return pnl
 
 
-@kernel
+@entry
 def _close_position(book: np.ndarray, i: int) -> None:
     acct = book.shape[0] - 1
     book[i, I_SIDE] = FLAT

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from kernels.jit import kernel
+from kernels.jit import entry, kernel
 from kernels.layout import (
     A_DAY_HALT,
     A_HALT,
@@ -58,7 +58,7 @@ from kernels.layout import (
 SECOND_NS = 1_000_000_000
 
 
-@kernel
+@entry
 def risk_gate(book: np.ndarray, i: int, qty: float, ts: int) -> int:
     """Return G_OK when an entry of ``qty`` units on instrument ``i`` may go, else why not.
 
@@ -88,7 +88,7 @@ def risk_gate(book: np.ndarray, i: int, qty: float, ts: int) -> int:
     return G_OK
 
 
-@kernel
+@entry
 def count_order(book: np.ndarray, ts: int) -> None:
     """Count one order sent at tick time ``ts`` against max_orders_per_second."""
     bi = book.view(np.int64)
@@ -100,7 +100,7 @@ def count_order(book: np.ndarray, ts: int) -> None:
     bi[acct, A_RATE_COUNT] += 1
 
 
-@kernel
+@entry
 def _atr_distance(book: np.ndarray, i: int, multiple: float, ticks: float) -> float:
     atr = book[i, I_ATR]
     if multiple > 0.0 and np.isfinite(atr):
@@ -108,7 +108,7 @@ def _atr_distance(book: np.ndarray, i: int, multiple: float, ticks: float) -> fl
     return ticks
 
 
-@kernel
+@entry
 def size_order(book: np.ndarray, i: int) -> float:
     """Return the units of the next entry on instrument ``i``.
 
@@ -125,7 +125,7 @@ def size_order(book: np.ndarray, i: int) -> float:
     return lots * lot_size
 
 
-@kernel
+@entry
 def bracket_levels(book: np.ndarray, i: int, side: int, entry_ticks: float) -> None:
     """Set instrument ``i``'s bracket target and stop, in ticks, around ``entry_ticks``.
 

@@ -45,7 +45,7 @@ from kernels.orders import bracket_levels, check_bracket, count_order, risk_gate
 EVENTS_PER_TICK = 4
 
 
-@kernel
+@entry
 def flatten_one(book: np.ndarray, events: np.ndarray, i: int, ts: int, reason: int) -> float:
     """Close instrument ``i``'s position with a market order at its LTP; return the P&L.
 
@@ -61,7 +61,7 @@ def flatten_one(book: np.ndarray, events: np.ndarray, i: int, ts: int, reason: i
     return pnl
 
 
-@kernel
+@entry
 def flatten_all(book: np.ndarray, events: np.ndarray, ts: int, reason: int) -> int:
     """Close every open position at its LTP with ``reason``; return how many were closed."""
     n = book.view(np.int64)[book.shape[0] - 1, A_N_INST]
@@ -73,7 +73,7 @@ def flatten_all(book: np.ndarray, events: np.ndarray, ts: int, reason: int) -> i
     return closed
 
 
-@kernel
+@entry
 def halt(book: np.ndarray, events: np.ndarray, ts: int, code: int, reason: int) -> None:
     """Flatten everything with exit ``reason`` and stop entries with halt ``code``.
 
@@ -90,7 +90,7 @@ def halt(book: np.ndarray, events: np.ndarray, ts: int, code: int, reason: int) 
     flatten_all(book, events, ts, reason)
 
 
-@kernel
+@entry
 def kill(book: np.ndarray, events: np.ndarray, ts: int) -> None:
     """Flatten every position and refuse every new entry until the operator resumes."""
     halt(book, events, ts, G_HALTED, R_KILL)
@@ -132,7 +132,7 @@ def _exit(book: np.ndarray, events: np.ndarray, i: int, ts: int) -> None:
             evf[k, E_STOP] = book[i, I_STOP] * book[i, I_TICK_SIZE]
 
 
-@kernel
+@entry
 def _enter(book: np.ndarray, events: np.ndarray, i: int, side: int, ts: int) -> None:
     qty = size_order(book, i)
     gate = risk_gate(book, i, qty, ts)
