@@ -1,0 +1,39 @@
+"""Compile every kernel once so the first real start loads them from numba's disk cache.
+
+Run by ``make`` after installing: ``python -m engine.warmup``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+
+from engine.backtest import run_file
+from engine.config import parse_config
+from engine.core import Engine
+from engine.feeds.sim import SimFeed, write_ticks_csv
+from engine.feeds.ticks import TickBatch
+
+
+def warm() -> float:
+    """Compile the pipeline, the feeds and the replay parser; return the seconds it took."""
+    started = time.perf_counter()
+    cfg = parse_config(orjson.dumps({"session": {"enabled": False}}))
+    engine = Engine(cfg)
+    feed = SimFeed(["NIFTY"], [0.05], [22000.0], seed=1, ticks_per_second=1000.0)
+    batch = TickBatch(4096)
+    n = feed.fill(batch, 4096)
+    engine.process(batch.idx, batch.price, batch.size, batch.ts, n)
+    engine.kill(int(batch.ts[n - 1]))
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "ticks.csv"
+        write_ticks_csv(path, ["NIFTY"], [0.05], [22000.0], 1000, 1, int(batch.ts[0]))
+        run_file(cfg, path)
+    return time.perf_counter() - started
+
+
+if __name__ == "__main__":
+    print(f"otrade: kernels compiled and cached in {warm():.1f} s")
