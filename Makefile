@@ -21,8 +21,8 @@ test: $(STAMP)
 	$(PY) -m pytest tests bench --benchmark-disable
 
 bench: $(STAMP)
-	$(PY) -m pytest bench --benchmark-only --benchmark-json=bench/results.json
-	$(PY) bench/report.py bench/results.json
+	$(PY) -m pytest bench --benchmark-only --benchmark-json=bench/results.json --benchmark-save-data
+	$(PY) bench/report.py bench/results.json --out BENCHMARKS.md
 
 lint: $(STAMP)
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .

@@ -57,13 +57,14 @@ class Engine:
         """
         if n <= 0:
             return
-        head = ts[:n]
-        self.state.ensure_calendar(int(head.min()), int(head.max()))
-        book, events = self.state.book, self.state.events
+        state = self.state
+        state.ensure_calendar(int(ts[0]), int(ts[0]))
         start = 0
         while start < n:
-            start = run_ticks(book, events, idx, price, size, ts, start, n)
+            start = run_ticks(state.book, state.events, idx, price, size, ts, start, n)
             self.drain(recv_ns)
+            if start < n:
+                state.ensure_calendar(int(ts[start]), int(ts[start]))
 
     def drain(self, recv_ns: int = 0) -> None:
         """Hand the events written since the last drain to the sinks and empty the ring."""

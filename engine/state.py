@@ -38,7 +38,6 @@ class State:
         self.events = np.zeros((cfg.state.event_capacity, layout.N_EVENT_COLS), np.int64)
         self.event_floats = self.events.view(np.float64)
         self._write_parameters()
-        self._calendar_end = _INT64_MIN
 
     def _write_parameters(self) -> None:
         cfg, book, ints = self.cfg, self.book, self.ints
@@ -75,6 +74,7 @@ class State:
         ints[self.acct, layout.A_EVENT_CAP] = self.events.shape[0]
         ints[self.acct, layout.A_SESSION_ROW] = self.n
         ints[self.acct, layout.A_SESSION_END] = self.n + 1
+        ints[self.acct, layout.A_CALENDAR_END] = _INT64_MIN  # empty until ensure_calendar
 
     # -- session calendar ----------------------------------------------------------------------
 
@@ -84,10 +84,11 @@ class State:
         Cheap when already covered. Otherwise refill it from the current day (from ``ts_min``'s
         day on the first call), or later when ``ts_max`` would still fall beyond it.
         """
-        if ts_max < self._calendar_end:
-            return
         ints, session = self.ints, self.cfg.session
-        started = self._calendar_end != _INT64_MIN
+        calendar_end = ints[self.acct, layout.A_CALENDAR_END]
+        if ts_max < calendar_end:
+            return
+        started = calendar_end != _INT64_MIN
         current_start = int(ints[ints[self.acct, layout.A_SESSION_ROW], layout.S_DAY_START])
         anchor = current_start if started else ts_min
         anchor = max(anchor, ts_max - (CALENDAR_DAYS - 2) * DAY_NS)
@@ -98,7 +99,7 @@ class State:
             self.book[self.acct, layout.A_DAY_REALIZED] = 0.0
         ints[self.acct, layout.A_SESSION_ROW] = self.n
         ints[self.acct, layout.A_SESSION_END] = self.acct
-        self._calendar_end = int(self.calendar[-1, layout.S_DAY_END])
+        ints[self.acct, layout.A_CALENDAR_END] = self.calendar[-1, layout.S_DAY_END]
 
     # -- account and control ---------------------------------------------------------------------
 

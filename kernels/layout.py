@@ -1,8 +1,8 @@
 """Column layout of the state book and the event ring, and the engine's enumerations.
 
 The whole trading state is one float64 matrix, the *book*, so that a kernel call from Python
-pays the dispatch of one array (~45 ns here) instead of a dozen. Rows ``0 .. n-1`` hold the
-instruments, row ``n`` the account, and the rows after it the session calendar. Integer
+pays the dispatch of one array instead of a dozen. Rows ``0 .. n-1`` hold the instruments, the
+rows after them the session calendar, and the last row the account. Integer
 columns (timestamps, counters) are stored as int64 bit patterns and read through
 ``book.view(np.int64)``, so nanosecond timestamps keep full precision.
 
@@ -120,7 +120,8 @@ A_REJ_BAD_SIZE = 26  #: ticks refused: size NaN, infinite or negative
 A_REJ_STALE = 27  #: ticks refused: older than the instrument's last
 A_EVENTS_LOST = 28  #: events that found the ring full (the drivers keep this at 0)
 A_N_INST = 29  #: instruments in the book
-A_REFUSED = 30  #: entries refused by the risk gate, one column per G_* code from here
+A_CALENDAR_END = 39  #: ts beyond the calendar's last day; run_ticks stops there for a refill
+A_REFUSED = 30  #: entries refused by the risk gate, one column per G_* code (30 .. 38)
 #: width of the account row
 N_ACCOUNT_COLS = 40
 

@@ -199,8 +199,6 @@ def mark_to_market(book: np.ndarray, i: int) -> int:
     bi = book.view(np.int64)
     acct = book.shape[0] - 1
     side = book[i, I_SIDE]
-    if side == FLAT and book[i, I_UNREALIZED] == 0.0:
-        return G_OK  # nothing this tick can move equity
     unrealized = 0.0
     if side != FLAT:
         tick_size = book[i, I_TICK_SIZE]

@@ -8,6 +8,7 @@ from kernels.layout import (
     A_DAY_HALT,
     A_EOD_DONE,
     A_EVENT_CAP,
+    A_CALENDAR_END,
     A_EVENTS,
     A_HALT,
     A_N_INST,
@@ -108,28 +109,27 @@ def _flatten_at_eod(book: np.ndarray, events: np.ndarray, ts: int) -> None:
 
 
 @kernel
-def _exit(book: np.ndarray, events: np.ndarray, i: int, ts: int) -> None:
+def _exit(book: np.ndarray, events: np.ndarray, i: int, ts: int) -> bool:
     stop = book[i, I_STOP]
     reason = check_bracket(book, i)
     if reason != R_NONE:
         count_order(book, ts)
         side = int(book[i, I_SIDE])
         apply_fill(book, events, i, -side, book[i, I_QTY], book[i, I_EXIT_TICKS], ts, reason)
-    elif book[i, I_STOP] != stop:
-        k = emit(
-            book,
-            events,
-            K_STOP_MOVED,
-            i,
-            int(book[i, I_SIDE]),
-            book[i, I_QTY],
-            ts,
-            int(book[i, I_STOP_KIND]),
-        )
-        if k >= 0:
-            evf = events.view(np.float64)
-            evf[k, E_TARGET] = book[i, I_TARGET] * book[i, I_TICK_SIZE]
-            evf[k, E_STOP] = book[i, I_STOP] * book[i, I_TICK_SIZE]
+        return True
+    if book[i, I_STOP] != stop:
+        _stop_moved(book, events, i, ts)
+    return False
+
+
+@entry
+def _stop_moved(book: np.ndarray, events: np.ndarray, i: int, ts: int) -> None:
+    side = int(book[i, I_SIDE])
+    k = emit(book, events, K_STOP_MOVED, i, side, book[i, I_QTY], ts, int(book[i, I_STOP_KIND]))
+    if k >= 0:
+        evf = events.view(np.float64)
+        evf[k, E_TARGET] = book[i, I_TARGET] * book[i, I_TICK_SIZE]
+        evf[k, E_STOP] = book[i, I_STOP] * book[i, I_TICK_SIZE]
 
 
 @entry
@@ -165,8 +165,11 @@ def on_tick(
         update_rsi(book, i)
     update_ema(book, i, price)
     signal = detect_crossover(book, i)
-    if book[i, I_SIDE] != FLAT:
-        _exit(book, events, i, ts)
+    if book[i, I_SIDE] != FLAT and _exit(book, events, i, ts):
+        # a loss realized by the exit must stop an entry on this same tick
+        breach = mark_to_market(book, i)
+        if breach != G_OK:
+            halt(book, events, ts, breach, R_RISK)
     _flatten_at_eod(book, events, ts)
     if signal != 0 and book[i, I_SIDE] == FLAT:
         _enter(book, events, i, signal, ts)
@@ -190,13 +193,15 @@ def run_ticks(
     """Run ticks ``start .. stop-1`` of the scratch arrays through ``on_tick``.
 
     Return the index of the first tick not run: ``stop``, or earlier when the event ring is
-    nearly full, so the caller drains it and calls again from there. Nothing is lost.
+    nearly full or a tick lies beyond the session calendar, so the caller drains the ring or
+    extends the calendar and calls again from there. Nothing is lost.
     """
     bi = book.view(np.int64)
     acct = book.shape[0] - 1
     room = bi[acct, A_EVENT_CAP] - bi[acct, A_N_INST] - EVENTS_PER_TICK
+    calendar_end = bi[acct, A_CALENDAR_END]
     for k in range(start, stop):
-        if bi[acct, A_EVENTS] > room:
+        if bi[acct, A_EVENTS] > room or ts[k] >= calendar_end:
             return k
         on_tick(book, events, idx[k], price[k], size[k], ts[k])
     return stop

@@ -4,11 +4,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import orjson
 import pytest
+
+from tests.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -132,7 +133,7 @@ def test_run_writes_the_default_config_and_stops_cleanly_on_sigterm(tmp_path):
     )
     journal = tmp_path / "var" / "journal.jsonl"
     try:
-        wait_for(lambda: any(line["action"] == "start" for line in read_lines(journal)), 300)
+        wait_until(lambda: any(line["action"] == "start" for line in read_lines(journal)), 300)
         assert (tmp_path / "config" / "engine.json").exists()
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
@@ -153,11 +154,3 @@ def read_lines(path: Path) -> list[dict]:
         except orjson.JSONDecodeError:
             continue  # a line being written right now
     return lines
-
-
-def wait_for(predicate, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met before the deadline")
-        time.sleep(0.05)

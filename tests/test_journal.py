@@ -15,7 +15,8 @@ from engine.core import Engine
 from engine.journal import Journal, read_journal, restore
 from engine.state import State
 from kernels import layout
-from tests.test_cli import ROOT, read_lines, wait_for
+from tests.conftest import wait_until
+from tests.test_cli import ROOT, read_lines
 
 TS0 = 1_763_700_000_000_000_000  # 2025-11-21 04:40 UTC
 
@@ -126,7 +127,7 @@ def test_a_sigkilled_run_restarts_with_its_positions(tmp_path):
 
     first = start(path, tmp_path)
     try:
-        wait_for(lambda: open_positions(), 300)
+        wait_until(lambda: open_positions(), 300)
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=30)
     finally:
@@ -139,7 +140,7 @@ def test_a_sigkilled_run_restarts_with_its_positions(tmp_path):
 
     second = start(path, tmp_path)
     try:
-        wait_for(lambda: sum(is_start(line) for line in read_lines(journal)) == 2, 300)
+        wait_until(lambda: sum(is_start(line) for line in read_lines(journal)) == 2, 300)
         restarted = [line for line in read_lines(journal) if is_start(line)][-1]
         assert restarted["restored"]["positions"] == sorted(held)
         assert restarted["restored"]["realized_pnl"] == pytest.approx(realized)
@@ -151,7 +152,7 @@ def test_a_sigkilled_run_restarts_with_its_positions(tmp_path):
             after = lines[lines.index(restarted) + 1 :]
             return [line for line in after if line["type"] == "fill"]
 
-        wait_for(lambda: closed_after_restart(), 300)
+        wait_until(lambda: closed_after_restart(), 300)
         first_fill = closed_after_restart()[0]
         assert first_fill["action"] == "exit"
         assert first_fill["symbol"] == symbol
