@@ -150,6 +150,15 @@ class State:
         self.book[self.acct, layout.A_PEAK] = self.book[self.acct, layout.A_EQUITY]
         self.book[self.acct, layout.A_DRAWDOWN] = 0.0
 
+    def vwap(self, i: int) -> float:
+        """Return instrument ``i``'s volume-weighted average price of the session day.
+
+        The LTP while the day has no volume yet.
+        """
+        row = self.book[i]
+        volume = row[layout.I_DAY_VOLUME]
+        return float(row[layout.I_DAY_TURNOVER] / volume if volume > 0 else row[layout.I_LTP])
+
     def positions(self) -> dict[str, dict]:
         """Return the open positions by symbol with their bracket levels, in prices."""
         out: dict[str, dict] = {}

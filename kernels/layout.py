@@ -2,12 +2,12 @@
 
 The whole trading state is one float64 matrix, the *book*, so that a kernel call from Python
 pays the dispatch of one array instead of a dozen. Rows ``0 .. n-1`` hold the instruments, the
-rows after them the session calendar, and the last row the account. Integer
-columns (timestamps, counters) are stored as int64 bit patterns and read through
-``book.view(np.int64)``, so nanosecond timestamps keep full precision.
+rows after them the session calendar, and the last row the account. Integer columns
+(timestamps, counters) hold int64 bit patterns, so nanosecond timestamps keep full precision:
+kernels read them with ``kernels.jit.get_int``, Python through ``book.view(np.int64)``.
 
 Events leave the kernels through an int64 ring (``events``), one row per order, fill or risk
-event; its price and P&L columns are float64 bit patterns read through ``events.view(np.float64)``.
+event; its price and P&L columns hold float64 bit patterns (``events.view(np.float64)``).
 """
 
 # -- sides ------------------------------------------------------------------------------------
@@ -41,52 +41,51 @@ I_TICKS = 20  #: accepted ticks so far (k of the pinned semantics)
 I_DAY_HIGH = 21  #: session-day high
 I_DAY_LOW = 22  #: session-day low
 I_DAY_VOLUME = 23  #: session-day volume
-I_DAY_TURNOVER = 24  #: session-day sum of price * size, for the VWAP
-I_VWAP = 25  #: session-day volume-weighted average price
+I_DAY_TURNOVER = 24  #: session-day sum of price * size; VWAP = turnover / volume
 # -- instrument row: current and last closed time bar ------------------------------------------
-I_BAR_OPEN = 26  #: open of the bar being built
-I_BAR_HIGH = 27  #: high of the bar being built
-I_BAR_LOW = 28  #: low of the bar being built
-I_BAR_CLOSE = 29  #: close of the bar being built
-I_BAR_VOLUME = 30  #: volume of the bar being built
-I_BARS = 31  #: bars closed so far
-I_LAST_HIGH = 32  #: high of the last closed bar
-I_LAST_LOW = 33  #: low of the last closed bar
-I_LAST_CLOSE = 34  #: close of the last closed bar
+I_BAR_OPEN = 25  #: open of the bar being built
+I_BAR_HIGH = 26  #: high of the bar being built
+I_BAR_LOW = 27  #: low of the bar being built
+I_BAR_CLOSE = 28  #: close of the bar being built
+I_BAR_VOLUME = 29  #: volume of the bar being built
+I_BARS = 30  #: bars closed so far
+I_LAST_HIGH = 31  #: high of the last closed bar
+I_LAST_LOW = 32  #: low of the last closed bar
+I_LAST_CLOSE = 33  #: close of the last closed bar
 # -- instrument row: indicators ----------------------------------------------------------------
-I_EMA_FAST = 35  #: fast tick EMA
-I_EMA_SLOW = 36  #: slow tick EMA
-I_DIFF = 37  #: ema_fast - ema_slow on this tick
-I_PREV_DIFF = 38  #: the previous tick's diff
-I_SIGNAL = 39  #: +1 long, -1 short, 0 none, from this tick
-I_ATR = 40  #: Wilder ATR, NaN until warm
-I_ATR_SUM = 41  #: sum of true ranges during warm-up
-I_RSI = 42  #: Wilder RSI, NaN until warm
-I_RSI_GAIN = 43  #: average (warm-up: summed) gain
-I_RSI_LOSS = 44  #: average (warm-up: summed) loss
-I_PREV_BAR_CLOSE = 45  #: close of the bar before the last closed one
+I_EMA_FAST = 34  #: fast tick EMA
+I_EMA_SLOW = 35  #: slow tick EMA
+I_DIFF = 36  #: ema_fast - ema_slow on this tick
+I_PREV_DIFF = 37  #: the previous tick's diff
+I_SIGNAL = 38  #: +1 long, -1 short, 0 none, from this tick
+I_ATR = 39  #: Wilder ATR, NaN until warm
+I_ATR_SUM = 40  #: sum of true ranges during warm-up
+I_RSI = 41  #: Wilder RSI, NaN until warm
+I_RSI_GAIN = 42  #: average (warm-up: summed) gain
+I_RSI_LOSS = 43  #: average (warm-up: summed) loss
+I_PREV_BAR_CLOSE = 44  #: close of the bar before the last closed one
 # -- instrument row: position and bracket ------------------------------------------------------
-I_SIDE = 46  #: FLAT, LONG or SHORT
-I_QTY = 47  #: units open (unsigned)
-I_ENTRY_TICKS = 48  #: average entry on the tick grid
-I_TARGET = 49  #: bracket target in ticks, 0 = none
-I_STOP = 50  #: bracket stop in ticks, 0 = none
-I_STOP_KIND = 51  #: exit reason the stop carries: R_STOP, R_TRAIL or R_BREAKEVEN
-I_MAE_TICKS = 52  #: worst excursion of the open trade, ticks (<= 0)
-I_MFE_TICKS = 53  #: best excursion of the open trade, ticks (>= 0)
-I_REALIZED = 54  #: realized P&L of the instrument since start
-I_UNREALIZED = 55  #: unrealized P&L at the LTP
-I_TRADES = 56  #: closed trades
-I_EXIT_TICKS = 57  #: scratch: exit price in ticks decided by check_bracket
-I_ENTERED_AT = 58  #: I_TICKS value of the entry tick, so exits wait for the next tick
-# -- instrument row: int64 columns (read through book.view(np.int64)) --------------------------
-I_LAST_TS = 59  #: ts of the last accepted tick, ns
-I_ENTRY_TS = 60  #: ts of the open trade's entry, ns
-I_BAR_END = 61  #: ts at which the current bar closes, ns
-I_BAR_NS = 62  #: bar length, ns
-I_DAY_START = 63  #: start of the session day the day statistics belong to, ns
+I_SIDE = 45  #: FLAT, LONG or SHORT
+I_QTY = 46  #: units open (unsigned)
+I_ENTRY_TICKS = 47  #: average entry on the tick grid
+I_TARGET = 48  #: bracket target in ticks, 0 = none
+I_STOP = 49  #: bracket stop in ticks, 0 = none
+I_STOP_KIND = 50  #: exit reason the stop carries: R_STOP, R_TRAIL or R_BREAKEVEN
+I_MAE_TICKS = 51  #: worst excursion of the open trade, ticks (<= 0)
+I_MFE_TICKS = 52  #: best excursion of the open trade, ticks (>= 0)
+I_REALIZED = 53  #: realized P&L of the instrument since start
+I_UNREALIZED = 54  #: unrealized P&L at the LTP
+I_TRADES = 55  #: closed trades
+I_EXIT_TICKS = 56  #: scratch: exit price in ticks decided by check_bracket
+I_ENTERED_AT = 57  #: I_TICKS value of the entry tick, so exits wait for the next tick
+# -- instrument row: int64 columns (jit.get_int in kernels, State.ints in Python) ---------------
+I_LAST_TS = 58  #: ts of the last accepted tick, ns
+I_ENTRY_TS = 59  #: ts of the open trade's entry, ns
+I_BAR_END = 60  #: ts at which the current bar closes, ns
+I_BAR_NS = 61  #: bar length, ns
+I_DAY_START = 62  #: start of the session day the day statistics belong to, ns
 #: width of an instrument row
-N_INST_COLS = 64
+N_INST_COLS = 63
 
 # -- account row (row n of the book) -----------------------------------------------------------
 A_DAILY_LOSS_LIMIT = 0  #: day P&L at or below -limit flattens and stops entries for the day

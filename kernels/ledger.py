@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from kernels.jit import entry, kernel
+from kernels.jit import add_int, entry, get_int, int_bits, kernel, set_int
 from kernels.layout import (
     A_DAILY_LOSS_LIMIT,
     A_DAY_HALT,
@@ -76,18 +76,17 @@ def emit(
 ) -> int:
     """Write an event row and return its index in the ring, or -1 when the ring is full.
 
-    The float columns of the row are filled by the caller through ``events.view(np.float64)``.
+    The caller fills the row's float columns with ``int_bits(value)``.
     """
-    bi = book.view(np.int64)
     acct = book.shape[0] - 1
-    k = bi[acct, A_EVENTS]
-    if k >= bi[acct, A_EVENT_CAP]:
-        bi[acct, A_EVENTS_LOST] += 1
+    k = get_int(book, acct, A_EVENTS)
+    if k >= get_int(book, acct, A_EVENT_CAP):
+        add_int(book, acct, A_EVENTS_LOST, 1)
         return -1
-    bi[acct, A_EVENTS] = k + 1
+    set_int(book, acct, A_EVENTS, k + 1)
     events[k, E_KIND] = kind
-    events[k, E_SEQ] = bi[acct, A_SEQ]
-    bi[acct, A_SEQ] += 1
+    events[k, E_SEQ] = get_int(book, acct, A_SEQ)
+    add_int(book, acct, A_SEQ, 1)
     events[k, E_INST] = i
     events[k, E_SIDE] = side
     events[k, E_QTY] = np.int64(qty)
@@ -115,8 +114,6 @@ def apply_fill(
     ``side * (exit_price - entry_price) * qty * point_value``, emits an exit event with the
     trade's MAE/MFE, and a remainder beyond the position opens the other way with no bracket.
     """
-    bi = book.view(np.int64)
-    evf = events.view(np.float64)
     acct = book.shape[0] - 1
     tick_size = book[i, I_TICK_SIZE]
     pos_side = book[i, I_SIDE]
@@ -132,12 +129,12 @@ def apply_fill(
         book[acct, A_DAY_REALIZED] += pnl
         k = emit(book, events, K_EXIT, i, side, closed, ts, reason)
         if k >= 0:
-            events[k, E_ENTRY_TS] = bi[i, I_ENTRY_TS]
-            evf[k, E_PRICE] = exit_price
-            evf[k, E_ENTRY_PRICE] = entry_price
-            evf[k, E_PNL] = pnl
-            evf[k, E_MAE] = book[i, I_MAE_TICKS] * tick_size
-            evf[k, E_MFE] = book[i, I_MFE_TICKS] * tick_size
+            events[k, E_ENTRY_TS] = get_int(book, i, I_ENTRY_TS)
+            events[k, E_PRICE] = int_bits(exit_price)
+            events[k, E_ENTRY_PRICE] = int_bits(entry_price)
+            events[k, E_PNL] = int_bits(pnl)
+            events[k, E_MAE] = int_bits(book[i, I_MAE_TICKS] * tick_size)
+            events[k, E_MFE] = int_bits(book[i, I_MFE_TICKS] * tick_size)
         qty -= closed
         pos_qty -= closed
         book[i, I_QTY] = pos_qty
@@ -149,7 +146,7 @@ def apply_fill(
         pos_side = FLAT
 
     if pos_side == FLAT:
-        bi[i, I_ENTRY_TS] = ts
+        set_int(book, i, I_ENTRY_TS, ts)
         book[i, I_ENTERED_AT] = book[i, I_TICKS]
         book[i, I_MAE_TICKS] = 0.0
         book[i, I_MFE_TICKS] = 0.0
@@ -164,10 +161,10 @@ def apply_fill(
     book[i, I_QTY] = pos_qty + qty
     k = emit(book, events, K_ENTRY, i, side, qty, ts, reason)
     if k >= 0:
-        evf[k, E_PRICE] = price_ticks * tick_size
-        evf[k, E_ENTRY_PRICE] = book[i, I_ENTRY_TICKS] * tick_size
-        evf[k, E_TARGET] = book[i, I_TARGET] * tick_size
-        evf[k, E_STOP] = book[i, I_STOP] * tick_size
+        events[k, E_PRICE] = int_bits(price_ticks * tick_size)
+        events[k, E_ENTRY_PRICE] = int_bits(book[i, I_ENTRY_TICKS] * tick_size)
+        events[k, E_TARGET] = int_bits(book[i, I_TARGET] * tick_size)
+        events[k, E_STOP] = int_bits(book[i, I_STOP] * tick_size)
     return pnl
 
 
@@ -182,7 +179,7 @@ def _close_position(book: np.ndarray, i: int) -> None:
     book[i, I_ENTRY_TICKS] = 0.0
     book[i, I_UNREALIZED] = 0.0
     # re-add from scratch so the running sum does not drift over a long run
-    n = book.view(np.int64)[acct, A_N_INST]
+    n = get_int(book, acct, A_N_INST)
     total = 0.0
     for j in range(n):
         total += book[j, I_UNREALIZED]
@@ -196,7 +193,6 @@ def mark_to_market(book: np.ndarray, i: int) -> int:
     Return G_DAILY_LOSS or G_MAX_LOSS when this mark breaches a loss limit that has not
     halted entries yet, else G_OK. The day's P&L is its realized plus all unrealized P&L.
     """
-    bi = book.view(np.int64)
     acct = book.shape[0] - 1
     side = book[i, I_SIDE]
     unrealized = 0.0
@@ -219,8 +215,8 @@ def mark_to_market(book: np.ndarray, i: int) -> int:
     day_pnl = book[acct, A_DAY_REALIZED] + book[acct, A_UNREALIZED]
     book[acct, A_DAY_PNL] = day_pnl
 
-    if day_pnl <= -book[acct, A_DAILY_LOSS_LIMIT] and bi[acct, A_DAY_HALT] == G_OK:
+    if day_pnl <= -book[acct, A_DAILY_LOSS_LIMIT] and get_int(book, acct, A_DAY_HALT) == G_OK:
         return G_DAILY_LOSS
-    if drawdown > book[acct, A_MAX_LOSS_LIMIT] and bi[acct, A_HALT] != G_MAX_LOSS:
+    if drawdown > book[acct, A_MAX_LOSS_LIMIT] and get_int(book, acct, A_HALT) != G_MAX_LOSS:
         return G_MAX_LOSS
     return G_OK

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from kernels.jit import kernel
+from kernels.jit import add_int, get_int, kernel, set_int
 from kernels.layout import (
     A_DAY_HALT,
     A_DAY_REALIZED,
@@ -37,7 +37,6 @@ from kernels.layout import (
     I_PREV_BAR_CLOSE,
     I_TICK_SIZE,
     I_TICKS,
-    I_VWAP,
     S_DAY_END,
     S_DAY_START,
 )
@@ -59,16 +58,15 @@ def advance_session(book: np.ndarray, ts: int) -> bool:
     The calendar rows are filled by the driver ahead of the ticks; a tick beyond the last row
     stays on the last day, whose session is then closed to entries.
     """
-    bi = book.view(np.int64)
     acct = book.shape[0] - 1
-    row = bi[acct, A_SESSION_ROW]
-    end = bi[acct, A_SESSION_END]
-    if ts < bi[row, S_DAY_END] or row + 1 >= end:
+    row = get_int(book, acct, A_SESSION_ROW)
+    end = get_int(book, acct, A_SESSION_END)
+    if ts < get_int(book, row, S_DAY_END) or row + 1 >= end:
         return False
-    while row + 1 < end and ts >= bi[row, S_DAY_END]:
+    while row + 1 < end and ts >= get_int(book, row, S_DAY_END):
         row += 1
-    bi[acct, A_SESSION_ROW] = row
-    bi[acct, A_DAY_HALT] = 0
+    set_int(book, acct, A_SESSION_ROW, row)
+    set_int(book, acct, A_DAY_HALT, 0)
     book[acct, A_DAY_REALIZED] = 0.0
     return True
 
@@ -79,36 +77,35 @@ def apply_tick(book: np.ndarray, i: int, price: float, size: float, ts: int) -> 
 
     Return TICK_OK, or the reason the tick was refused; a refused tick changes nothing but its
     reject counter. Updates the LTP, its tick-grid value, the tick count and the session day's
-    high, low, volume and VWAP.
+    high, low, volume and turnover.
     """
-    bi = book.view(np.int64)
     acct = book.shape[0] - 1
-    if i < 0 or i >= bi[acct, A_N_INST]:
-        bi[acct, A_REJ_UNKNOWN] += 1
+    if i < 0 or i >= get_int(book, acct, A_N_INST):
+        add_int(book, acct, A_REJ_UNKNOWN, 1)
         return TICK_UNKNOWN
     if not np.isfinite(price):
-        bi[acct, A_REJ_NON_FINITE] += 1
+        add_int(book, acct, A_REJ_NON_FINITE, 1)
         return TICK_NON_FINITE
     if price <= 0.0:
-        bi[acct, A_REJ_NON_POSITIVE] += 1
+        add_int(book, acct, A_REJ_NON_POSITIVE, 1)
         return TICK_NON_POSITIVE
     if not (size >= 0.0 and size < np.inf):
-        bi[acct, A_REJ_BAD_SIZE] += 1
+        add_int(book, acct, A_REJ_BAD_SIZE, 1)
         return TICK_BAD_SIZE
-    if ts < bi[i, I_LAST_TS]:
-        bi[acct, A_REJ_STALE] += 1
+    if ts < get_int(book, i, I_LAST_TS):
+        add_int(book, acct, A_REJ_STALE, 1)
         return TICK_STALE
 
     advance_session(book, ts)
-    bi[i, I_LAST_TS] = ts
-    bi[acct, A_TICKS] += 1
+    set_int(book, i, I_LAST_TS, ts)
+    add_int(book, acct, A_TICKS, 1)
     book[i, I_LTP] = price
     book[i, I_LTP_TICKS] = np.rint(price / book[i, I_TICK_SIZE])
     book[i, I_TICKS] += 1.0
 
-    day_start = bi[bi[acct, A_SESSION_ROW], S_DAY_START]
-    if bi[i, I_DAY_START] != day_start:
-        bi[i, I_DAY_START] = day_start
+    day_start = get_int(book, get_int(book, acct, A_SESSION_ROW), S_DAY_START)
+    if get_int(book, i, I_DAY_START) != day_start:
+        set_int(book, i, I_DAY_START, day_start)
         book[i, I_DAY_HIGH] = price
         book[i, I_DAY_LOW] = price
         book[i, I_DAY_VOLUME] = 0.0
@@ -117,12 +114,8 @@ def apply_tick(book: np.ndarray, i: int, price: float, size: float, ts: int) -> 
         book[i, I_DAY_HIGH] = price
     elif price < book[i, I_DAY_LOW]:
         book[i, I_DAY_LOW] = price
-    if size > 0.0:
-        book[i, I_DAY_VOLUME] += size
-        book[i, I_DAY_TURNOVER] += price * size
-        book[i, I_VWAP] = book[i, I_DAY_TURNOVER] / book[i, I_DAY_VOLUME]
-    elif book[i, I_DAY_VOLUME] == 0.0:
-        book[i, I_VWAP] = price
+    book[i, I_DAY_VOLUME] += size
+    book[i, I_DAY_TURNOVER] += price * size
     return TICK_OK
 
 
@@ -134,8 +127,7 @@ def update_bar(book: np.ndarray, i: int, price: float, size: float, ts: int) -> 
     the bar's end closes it into the last-bar columns and opens the next bar; intervals with no
     ticks make no bars.
     """
-    bi = book.view(np.int64)
-    if ts < bi[i, I_BAR_END]:
+    if ts < get_int(book, i, I_BAR_END):
         if price > book[i, I_BAR_HIGH]:
             book[i, I_BAR_HIGH] = price
         elif price < book[i, I_BAR_LOW]:
@@ -144,15 +136,15 @@ def update_bar(book: np.ndarray, i: int, price: float, size: float, ts: int) -> 
         book[i, I_BAR_VOLUME] += size
         return False
 
-    closed = bi[i, I_BAR_END] != 0
+    closed = get_int(book, i, I_BAR_END) != 0
     if closed:
         book[i, I_PREV_BAR_CLOSE] = book[i, I_LAST_CLOSE]
         book[i, I_LAST_HIGH] = book[i, I_BAR_HIGH]
         book[i, I_LAST_LOW] = book[i, I_BAR_LOW]
         book[i, I_LAST_CLOSE] = book[i, I_BAR_CLOSE]
         book[i, I_BARS] += 1.0
-    bar_ns = bi[i, I_BAR_NS]
-    bi[i, I_BAR_END] = (ts // bar_ns + 1) * bar_ns
+    bar_ns = get_int(book, i, I_BAR_NS)
+    set_int(book, i, I_BAR_END, (ts // bar_ns + 1) * bar_ns)
     book[i, I_BAR_OPEN] = price
     book[i, I_BAR_HIGH] = price
     book[i, I_BAR_LOW] = price

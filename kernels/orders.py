@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from kernels.jit import entry, kernel
+from kernels.jit import add_int, entry, get_int, kernel, set_int
 from kernels.layout import (
     A_DAY_HALT,
     A_HALT,
@@ -66,24 +66,27 @@ def risk_gate(book: np.ndarray, i: int, qty: float, ts: int) -> int:
     (entries from open until the earlier of flatten_at and close), size, max position, and
     the orders sent in the current second of tick time.
     """
-    bi = book.view(np.int64)
     acct = book.shape[0] - 1
-    if bi[acct, A_HALT] != G_OK:
-        return bi[acct, A_HALT]
-    if bi[acct, A_DAY_HALT] != G_OK:
+    if get_int(book, acct, A_HALT) != G_OK:
+        return get_int(book, acct, A_HALT)
+    if get_int(book, acct, A_DAY_HALT) != G_OK:
         return G_DAILY_LOSS
-    if bi[acct, A_PAUSED] != 0:
+    if get_int(book, acct, A_PAUSED) != 0:
         return G_PAUSED
-    row = bi[acct, A_SESSION_ROW]
-    if ts < bi[row, S_OPEN] or ts >= bi[row, S_FLATTEN] or ts >= bi[row, S_CLOSE]:
+    row = get_int(book, acct, A_SESSION_ROW)
+    if (
+        ts < get_int(book, row, S_OPEN)
+        or ts >= get_int(book, row, S_FLATTEN)
+        or ts >= get_int(book, row, S_CLOSE)
+    ):
         return G_OUTSIDE_SESSION
     if qty <= 0.0:
         return G_ZERO_SIZE
     lot_size = book[i, I_LOT_SIZE]
     if (book[i, I_QTY] + qty) / lot_size > book[i, I_MAX_POSITION]:
         return G_MAX_POSITION
-    in_window = ts // SECOND_NS == bi[acct, A_RATE_WINDOW]
-    if in_window and bi[acct, A_RATE_COUNT] >= book[acct, A_MAX_ORDERS_PER_SEC]:
+    in_window = ts // SECOND_NS == get_int(book, acct, A_RATE_WINDOW)
+    if in_window and get_int(book, acct, A_RATE_COUNT) >= book[acct, A_MAX_ORDERS_PER_SEC]:
         return G_RATE_LIMIT
     return G_OK
 
@@ -91,13 +94,12 @@ def risk_gate(book: np.ndarray, i: int, qty: float, ts: int) -> int:
 @entry
 def count_order(book: np.ndarray, ts: int) -> None:
     """Count one order sent at tick time ``ts`` against max_orders_per_second."""
-    bi = book.view(np.int64)
     acct = book.shape[0] - 1
     window = ts // SECOND_NS
-    if window != bi[acct, A_RATE_WINDOW]:
-        bi[acct, A_RATE_WINDOW] = window
-        bi[acct, A_RATE_COUNT] = 0
-    bi[acct, A_RATE_COUNT] += 1
+    if window != get_int(book, acct, A_RATE_WINDOW):
+        set_int(book, acct, A_RATE_WINDOW, window)
+        set_int(book, acct, A_RATE_COUNT, 0)
+    add_int(book, acct, A_RATE_COUNT, 1)
 
 
 @entry

@@ -3,12 +3,12 @@
 import numpy as np
 
 from kernels.indicators import detect_crossover, update_atr, update_ema, update_rsi
-from kernels.jit import entry, kernel
+from kernels.jit import add_int, entry, get_int, int_bits, kernel, set_int
 from kernels.layout import (
+    A_CALENDAR_END,
     A_DAY_HALT,
     A_EOD_DONE,
     A_EVENT_CAP,
-    A_CALENDAR_END,
     A_EVENTS,
     A_HALT,
     A_N_INST,
@@ -65,7 +65,7 @@ def flatten_one(book: np.ndarray, events: np.ndarray, i: int, ts: int, reason: i
 @entry
 def flatten_all(book: np.ndarray, events: np.ndarray, ts: int, reason: int) -> int:
     """Close every open position at its LTP with ``reason``; return how many were closed."""
-    n = book.view(np.int64)[book.shape[0] - 1, A_N_INST]
+    n = get_int(book, book.shape[0] - 1, A_N_INST)
     closed = 0
     for i in range(n):
         if book[i, I_SIDE] != FLAT:
@@ -81,12 +81,11 @@ def halt(book: np.ndarray, events: np.ndarray, ts: int, code: int, reason: int) 
     G_DAILY_LOSS stops entries until the next session day; any other code until the operator
     resumes.
     """
-    bi = book.view(np.int64)
     acct = book.shape[0] - 1
     if code == G_DAILY_LOSS:
-        bi[acct, A_DAY_HALT] = code
+        set_int(book, acct, A_DAY_HALT, code)
     else:
-        bi[acct, A_HALT] = code
+        set_int(book, acct, A_HALT, code)
     emit(book, events, K_HALT, -1, 0, 0.0, ts, code)
     flatten_all(book, events, ts, reason)
 
@@ -99,12 +98,11 @@ def kill(book: np.ndarray, events: np.ndarray, ts: int) -> None:
 
 @kernel
 def _flatten_at_eod(book: np.ndarray, events: np.ndarray, ts: int) -> None:
-    bi = book.view(np.int64)
     acct = book.shape[0] - 1
-    row = bi[acct, A_SESSION_ROW]
-    flatten_at = bi[row, S_FLATTEN]
-    if ts >= flatten_at and bi[acct, A_EOD_DONE] != flatten_at:
-        bi[acct, A_EOD_DONE] = flatten_at
+    row = get_int(book, acct, A_SESSION_ROW)
+    flatten_at = get_int(book, row, S_FLATTEN)
+    if ts >= flatten_at and get_int(book, acct, A_EOD_DONE) != flatten_at:
+        set_int(book, acct, A_EOD_DONE, flatten_at)
         flatten_all(book, events, ts, R_EOD)
 
 
@@ -127,9 +125,8 @@ def _stop_moved(book: np.ndarray, events: np.ndarray, i: int, ts: int) -> None:
     side = int(book[i, I_SIDE])
     k = emit(book, events, K_STOP_MOVED, i, side, book[i, I_QTY], ts, int(book[i, I_STOP_KIND]))
     if k >= 0:
-        evf = events.view(np.float64)
-        evf[k, E_TARGET] = book[i, I_TARGET] * book[i, I_TICK_SIZE]
-        evf[k, E_STOP] = book[i, I_STOP] * book[i, I_TICK_SIZE]
+        events[k, E_TARGET] = int_bits(book[i, I_TARGET] * book[i, I_TICK_SIZE])
+        events[k, E_STOP] = int_bits(book[i, I_STOP] * book[i, I_TICK_SIZE])
 
 
 @entry
@@ -137,7 +134,7 @@ def _enter(book: np.ndarray, events: np.ndarray, i: int, side: int, ts: int) -> 
     qty = size_order(book, i)
     gate = risk_gate(book, i, qty, ts)
     if gate != G_OK:
-        book.view(np.int64)[book.shape[0] - 1, A_REFUSED + gate] += 1
+        add_int(book, book.shape[0] - 1, A_REFUSED + gate, 1)
         emit(book, events, K_REFUSED, i, side, qty, ts, gate)
         return
     entry_ticks = book[i, I_LTP_TICKS] + side * book[i, I_SLIPPAGE_TICKS]
@@ -196,12 +193,11 @@ def run_ticks(
     nearly full or a tick lies beyond the session calendar, so the caller drains the ring or
     extends the calendar and calls again from there. Nothing is lost.
     """
-    bi = book.view(np.int64)
     acct = book.shape[0] - 1
-    room = bi[acct, A_EVENT_CAP] - bi[acct, A_N_INST] - EVENTS_PER_TICK
-    calendar_end = bi[acct, A_CALENDAR_END]
+    room = get_int(book, acct, A_EVENT_CAP) - get_int(book, acct, A_N_INST) - EVENTS_PER_TICK
+    calendar_end = get_int(book, acct, A_CALENDAR_END)
     for k in range(start, stop):
-        if bi[acct, A_EVENTS] > room or ts[k] >= calendar_end:
+        if get_int(book, acct, A_EVENTS) > room or ts[k] >= calendar_end:
             return k
         on_tick(book, events, idx[k], price[k], size[k], ts[k])
     return stop

@@ -97,7 +97,6 @@ from kernels.layout import (
     I_TICKS,
     I_TRADES,
     I_UNREALIZED,
-    I_VWAP,
     K_ENTRY,
     K_EXIT,
     LONG,
@@ -251,25 +250,25 @@ def test_day_statistics_follow_the_session_day_and_reset_at_local_midnight():
     assert row[I_DAY_HIGH] == max(prices)
     assert row[I_DAY_LOW] == min(prices)
     assert row[I_DAY_VOLUME] == volume
-    assert row[I_VWAP] == pytest.approx(sum(p * s for p, s in day1) / volume, rel=1e-15)
+    assert state.vwap(0) == pytest.approx(sum(p * s for p, s in day1) / volume, rel=1e-15)
 
     assert tick(state, 97.5, midnight, 2.0) == 0
     assert tick(state, 97.75, midnight + SECOND, 6.0) == 0
     assert row[I_DAY_HIGH] == 97.75
     assert row[I_DAY_LOW] == 97.5
     assert row[I_DAY_VOLUME] == 8.0
-    assert row[I_VWAP] == pytest.approx((97.5 * 2 + 97.75 * 6) / 8, rel=1e-15)
+    assert state.vwap(0) == pytest.approx((97.5 * 2 + 97.75 * 6) / 8, rel=1e-15)
 
 
 def test_vwap_is_the_price_until_the_day_has_volume():
     state = fresh()
     tick(state, 100.0, T0, 0.0)
-    assert state.book[0, I_VWAP] == 100.0
+    assert state.vwap(0) == 100.0
     tick(state, 101.0, T0 + 1, 0.0)
-    assert state.book[0, I_VWAP] == 101.0
+    assert state.vwap(0) == 101.0
     tick(state, 102.0, T0 + 2, 3.0)
     tick(state, 90.0, T0 + 3, 0.0)
-    assert state.book[0, I_VWAP] == 102.0
+    assert state.vwap(0) == 102.0
 
 
 # -- update_bar ------------------------------------------------------------------------------
