@@ -194,13 +194,13 @@ def mark_to_market(book: np.ndarray, i: int) -> int:
     halted entries yet, else G_OK. The day's P&L is its realized plus all unrealized P&L.
     """
     acct = book.shape[0] - 1
-    side = book[i, I_SIDE]
-    unrealized = 0.0
-    if side != FLAT:
-        tick_size = book[i, I_TICK_SIZE]
-        entry_price = book[i, I_ENTRY_TICKS] * tick_size
-        mark_price = book[i, I_LTP_TICKS] * tick_size
-        unrealized = side * (mark_price - entry_price) * book[i, I_QTY] * book[i, I_POINT_VALUE]
+    # no branch on whether a position is open: flat rows hold side, qty and entry 0, so the
+    # same expression gives 0 (see check_bracket for why)
+    tick_size = book[i, I_TICK_SIZE]
+    entry_price = book[i, I_ENTRY_TICKS] * tick_size
+    mark_price = book[i, I_LTP_TICKS] * tick_size
+    unrealized = book[i, I_SIDE] * (mark_price - entry_price) * book[i, I_QTY]
+    unrealized *= book[i, I_POINT_VALUE]
     book[acct, A_UNREALIZED] += unrealized - book[i, I_UNREALIZED]
     book[i, I_UNREALIZED] = unrealized
 

@@ -110,10 +110,8 @@ def apply_tick(book: np.ndarray, i: int, price: float, size: float, ts: int) -> 
         book[i, I_DAY_LOW] = price
         book[i, I_DAY_VOLUME] = 0.0
         book[i, I_DAY_TURNOVER] = 0.0
-    elif price > book[i, I_DAY_HIGH]:
-        book[i, I_DAY_HIGH] = price
-    elif price < book[i, I_DAY_LOW]:
-        book[i, I_DAY_LOW] = price
+    book[i, I_DAY_HIGH] = max(book[i, I_DAY_HIGH], price)
+    book[i, I_DAY_LOW] = min(book[i, I_DAY_LOW], price)
     book[i, I_DAY_VOLUME] += size
     book[i, I_DAY_TURNOVER] += price * size
     return TICK_OK
@@ -128,10 +126,8 @@ def update_bar(book: np.ndarray, i: int, price: float, size: float, ts: int) -> 
     ticks make no bars.
     """
     if ts < get_int(book, i, I_BAR_END):
-        if price > book[i, I_BAR_HIGH]:
-            book[i, I_BAR_HIGH] = price
-        elif price < book[i, I_BAR_LOW]:
-            book[i, I_BAR_LOW] = price
+        book[i, I_BAR_HIGH] = max(book[i, I_BAR_HIGH], price)
+        book[i, I_BAR_LOW] = min(book[i, I_BAR_LOW], price)
         book[i, I_BAR_CLOSE] = price
         book[i, I_BAR_VOLUME] += size
         return False

@@ -43,7 +43,6 @@ from kernels.layout import (
     I_TICK_SIZE,
     I_TICKS,
     I_TRAIL_TICKS,
-    LONG,
     R_BREAKEVEN,
     R_NONE,
     R_STOP,
@@ -151,42 +150,34 @@ def check_bracket(book: np.ndarray, i: int) -> int:
     """
     side = book[i, I_SIDE]
     kind = book[i, I_STOP_KIND]
-    if side == 0.0 or kind == R_NONE or book[i, I_ENTERED_AT] == book[i, I_TICKS]:
-        return R_NONE
+    # Conditions are combined with & and chosen with selects, not branches: with instruments
+    # interleaved, whether this one holds a position is a coin flip the CPU cannot predict.
+    # Flat instruments have no bracket (kind R_NONE), so they fall through unchanged.
+    active = (kind != R_NONE) & (book[i, I_ENTERED_AT] != book[i, I_TICKS])
     ltp_ticks = book[i, I_LTP_TICKS]
     entry = book[i, I_ENTRY_TICKS]
-    excursion = side * (ltp_ticks - entry)
-    if excursion > book[i, I_MFE_TICKS]:
-        book[i, I_MFE_TICKS] = excursion
-    elif excursion < book[i, I_MAE_TICKS]:
-        book[i, I_MAE_TICKS] = excursion
+    excursion = side * (ltp_ticks - entry) if active else 0.0
+    book[i, I_MFE_TICKS] = max(book[i, I_MFE_TICKS], excursion)
+    book[i, I_MAE_TICKS] = min(book[i, I_MAE_TICKS], excursion)
 
     target = book[i, I_TARGET]
     stop = book[i, I_STOP]
-    if side == LONG:
-        if ltp_ticks >= target:
+    hit_target = active & (side * (ltp_ticks - target) >= 0.0)
+    hit_stop = active & (side * (stop - ltp_ticks) >= 0.0)
+    if hit_target | hit_stop:
+        if hit_target:
             book[i, I_EXIT_TICKS] = target
             return R_TARGET
-        if ltp_ticks <= stop:
-            book[i, I_EXIT_TICKS] = ltp_ticks
-            return int(kind)
-    else:
-        if ltp_ticks <= target:
-            book[i, I_EXIT_TICKS] = target
-            return R_TARGET
-        if ltp_ticks >= stop:
-            book[i, I_EXIT_TICKS] = ltp_ticks
-            return int(kind)
+        book[i, I_EXIT_TICKS] = ltp_ticks
+        return int(kind)
 
     trail = book[i, I_TRAIL_TICKS]
-    if trail > 0.0:
-        candidate = ltp_ticks - side * trail
-        if side * (candidate - stop) > 0.0:
-            stop = candidate
-            book[i, I_STOP] = stop
-            book[i, I_STOP_KIND] = R_TRAIL
+    candidate = ltp_ticks - side * trail
+    trails = active & (trail > 0.0) & (side * (candidate - stop) > 0.0)
+    stop = candidate if trails else stop
+    kind = R_TRAIL if trails else kind
     breakeven = book[i, I_BREAKEVEN_TICKS]
-    if breakeven > 0.0 and excursion >= breakeven and side * (entry - stop) > 0.0:
-        book[i, I_STOP] = entry
-        book[i, I_STOP_KIND] = R_BREAKEVEN
+    evens = active & (breakeven > 0.0) & (excursion >= breakeven) & (side * (entry - stop) > 0.0)
+    book[i, I_STOP] = entry if evens else stop
+    book[i, I_STOP_KIND] = R_BREAKEVEN if evens else kind
     return R_NONE

@@ -162,7 +162,7 @@ def on_tick(
         update_rsi(book, i)
     update_ema(book, i, price)
     signal = detect_crossover(book, i)
-    if book[i, I_SIDE] != FLAT and _exit(book, events, i, ts):
+    if _exit(book, events, i, ts):
         # a loss realized by the exit must stop an entry on this same tick
         breach = mark_to_market(book, i)
         if breach != G_OK:
