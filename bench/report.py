@@ -24,7 +24,6 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -180,7 +179,7 @@ def machine_section(doc: dict) -> list[str]:
     """Return the machine and run description."""
     info = doc.get("machine_info") or {}
     extra = info.get("otrade") or {}
-    cpu = extra.get("cpu_model") or (info.get("cpu") or {}).get("brand_raw") or _cpu_model()
+    cpu = extra.get("cpu_model") or (info.get("cpu") or {}).get("brand_raw") or "unknown"
     cores = extra.get("cpu_count") or (info.get("cpu") or {}).get("count") or os.cpu_count()
     usable = extra.get("affinity")
     cores_text = f"{cores} logical" + (f", {usable} usable" if usable else "")
@@ -200,8 +199,8 @@ def machine_section(doc: dict) -> list[str]:
         ["Cores", cores_text],
         ["System", f"{info.get('system', platform.system())} {info.get('release', '')}".strip()],
         ["Python", f"{python} ({impl})"],
-        ["numba", extra.get("numba") or _version("numba")],
-        ["numpy", extra.get("numpy") or _version("numpy")],
+        ["numba", extra.get("numba", "n/a")],
+        ["numpy", extra.get("numpy", "n/a")],
         ["pytest-benchmark", extra.get("pytest_benchmark") or doc.get("version", "n/a")],
         ["Date", date or "n/a"],
         ["Commit", commit_text],
@@ -502,24 +501,6 @@ def existing_notes(path: Path) -> str:
         return DEFAULT_NOTES
     match = NOTES_RE.search(text)
     return match.group(1) if match else DEFAULT_NOTES
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "n/a"
 
 
 def main(argv: list[str] | None = None) -> int:

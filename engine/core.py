@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from engine.config import EngineConfig
 from engine.state import State
 from kernels import flatten_one, kill, layout, run_ticks
+
+if TYPE_CHECKING:
+    from engine.brokers.paper import PaperBroker
 
 #: a sink takes a drained block of event rows and the batch's receive stamp (monotonic ns)
 EventSink = Callable[[np.ndarray, int], None]
@@ -34,6 +38,8 @@ class Engine:
         self.cfg = cfg
         self.state = State(cfg)
         self.sinks: list[EventSink] = list(sinks or [])
+        #: the paper broker matching operator orders, when one is attached
+        self.paper: PaperBroker | None = None
 
     def process(
         self,
@@ -65,6 +71,10 @@ class Engine:
             self.drain(recv_ns)
             if start < n:
                 state.ensure_calendar(int(ts[start]), int(ts[start]))
+        if self.paper is not None:
+            # operator orders match after the strategy: within a batch, the strategy sees
+            # their fills from the next batch on
+            self.paper.on_ticks(idx, price, ts, n, size=size, recv_ns=recv_ns)
 
     def drain(self, recv_ns: int = 0) -> None:
         """Hand the events written since the last drain to the sinks and empty the ring."""

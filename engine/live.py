@@ -16,6 +16,7 @@ from typing import TextIO
 
 import uvloop
 
+from engine.brokers.paper import PaperBroker
 from engine.config import EngineConfig
 from engine.core import Engine
 from engine.feeds.sim import SimFeed
@@ -43,6 +44,7 @@ class LiveRunner:
         self.cfg = cfg
         self.out = out
         self.engine = Engine(cfg)
+        self.engine.paper = PaperBroker(self.engine)
         self.journal = Journal(cfg, self.engine.state.symbols)
         now = time.time_ns()
         self.restored = restore(self.engine.state, cfg.journal.path, local_date(now, cfg.session))

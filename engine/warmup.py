@@ -12,6 +12,7 @@ from pathlib import Path
 import orjson
 
 from engine.backtest import run_file
+from engine.brokers.paper import PaperBroker
 from engine.config import parse_config
 from engine.core import Engine
 from engine.feeds.sim import SimFeed, write_ticks_csv
@@ -23,6 +24,7 @@ def warm() -> float:
     started = time.perf_counter()
     cfg = parse_config(orjson.dumps({"session": {"enabled": False}}))
     engine = Engine(cfg)
+    engine.paper = PaperBroker(engine)
     feed = SimFeed(["NIFTY"], [0.05], [22000.0], seed=1, ticks_per_second=1000.0)
     batch = TickBatch(4096)
     n = feed.fill(batch, 4096)

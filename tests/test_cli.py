@@ -1,6 +1,7 @@
 """The command line as users run it: `python run.py ...` in a real process."""
 
 import os
+import pty
 import signal
 import subprocess
 import sys
@@ -154,3 +155,52 @@ def read_lines(path: Path) -> list[dict]:
         except orjson.JSONDecodeError:
             continue  # a line being written right now
     return lines
+
+
+def test_backtest_shows_progress_on_a_terminal_for_files_over_10m_ticks(tmp_path):
+    config = write_json(tmp_path / "c.json", {"session": {"enabled": False}})
+    big, small = tmp_path / "big.npy", tmp_path / "small.npy"
+    assert (
+        run_cli(
+            "ticks", "--config", str(config), "--out", str(big), "--count", "10100000"
+        ).returncode
+        == 0
+    )
+    assert (
+        run_cli(
+            "ticks", "--config", str(config), "--out", str(small), "--count", "200000"
+        ).returncode
+        == 0
+    )
+
+    def stderr_on_a_terminal(ticks: Path) -> str:
+        leader, follower = pty.openpty()
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "run.py"),
+                "backtest",
+                "--config",
+                str(config),
+                "--ticks",
+                str(ticks),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=follower,
+        )
+        os.close(follower)
+        seen = bytearray()
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the terminal closed with the process
+                break
+            if not chunk:
+                break
+            seen += chunk
+        os.close(leader)
+        assert process.wait(timeout=300) == 0
+        return seen.decode()
+
+    assert "100.0%" in stderr_on_a_terminal(big)
+    assert "%" not in stderr_on_a_terminal(small)
