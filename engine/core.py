@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 #: a sink takes a drained block of event rows and the batch's receive stamp (monotonic ns)
 EventSink = Callable[[np.ndarray, int], None]
+#: a control listener takes the operator action's name and its details (the journal's control)
+ControlListener = Callable[..., None]
 
 
 class Engine:
@@ -38,6 +40,7 @@ class Engine:
         self.cfg = cfg
         self.state = State(cfg)
         self.sinks: list[EventSink] = list(sinks or [])
+        self.controls: list[ControlListener] = []
         #: the paper broker matching operator orders, when one is attached
         self.paper: PaperBroker | None = None
 
@@ -91,23 +94,31 @@ class Engine:
 
     def kill(self, ts: int | None = None) -> None:
         """Flatten everything and refuse every entry until ``resume``."""
+        self._control("kill")
         kill(self.state.book, self.state.events, _now(ts))
         self.drain()
 
     def flatten(self, symbol: str | None = None, ts: int | None = None) -> None:
         """Close one symbol's position, or all of them, at the LTP (reason ``manual``)."""
         targets = range(self.state.n) if symbol is None else [self.state.index[symbol]]
+        self._control("flatten", symbol=symbol)
         for i in targets:
             flatten_one(self.state.book, self.state.events, i, _now(ts), layout.R_MANUAL)
         self.drain()
 
     def pause(self) -> None:
         """Stop new entries; exits keep running."""
+        self._control("pause")
         self.state.set_account_int(layout.A_PAUSED, 1)
 
     def resume(self) -> None:
         """Lift a pause or halt (see ``State.resume``)."""
+        self._control("resume")
         self.state.resume()
+
+    def _control(self, action: str, **fields) -> None:
+        for listener in self.controls:
+            listener(action, **fields)
 
 
 def _now(ts: int | None) -> int:

@@ -47,6 +47,9 @@ class Journal:
         self.fsync = cfg.journal.fsync
         self._file = open(self.path, "ab")  # noqa: SIM115 - lives as long as the journal
         self.run_id = f"{time.time_ns() // 1_000_000:x}"
+        # symbol -> reason of the last refusal journaled: a closed session refuses every signal
+        # all night, and one line per run of the same reason says it (the state counts them all)
+        self._refusing: dict[str, str] = {}
 
     def __call__(self, rows: np.ndarray, recv_ns: int) -> None:
         lines = []
@@ -57,6 +60,13 @@ class Journal:
 
     def _lines(self, record: dict, recv_ns: int) -> Iterator[dict]:
         kind = record.pop("type")
+        symbol = record.get("symbol")
+        if kind == "refused":
+            if self._refusing.get(symbol) == record["reason"]:
+                return
+            self._refusing[symbol] = record["reason"]
+        elif kind == "entry":
+            self._refusing.pop(symbol, None)
         record["day"] = local_date(record["tick_t"], self.session).isoformat()
         if kind in ("refused", "halt"):
             yield {"type": RISK, "event": kind, **record}

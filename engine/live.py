@@ -49,6 +49,7 @@ class LiveRunner:
         now = time.time_ns()
         self.restored = restore(self.engine.state, cfg.journal.path, local_date(now, cfg.session))
         self.engine.sinks.append(self.journal)
+        self.engine.controls.append(self.journal.control)
         instruments = cfg.instruments
         self.feed = SimFeed(
             [inst.symbol for inst in instruments],

@@ -174,3 +174,44 @@ def start(config_path: Path, cwd: Path) -> subprocess.Popen:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def test_operator_controls_are_journaled_and_a_resume_lifts_the_restored_halt(tmp_path):
+    cfg = parse_config(orjson.dumps(config(tmp_path)))
+    engine = Engine(cfg)
+    journal = Journal(cfg, engine.state.symbols)
+    engine.sinks.append(journal)
+    engine.controls.append(journal.control)
+    engine.pause()
+    engine.kill(ts=TS0)
+    engine.resume()
+    journal.close()
+    actions = [
+        line["action"] for line in read_journal(cfg.journal.path) if line["type"] == "control"
+    ]
+    assert actions == ["pause", "kill", "resume"]
+    fresh = State(cfg)
+    restore(fresh, cfg.journal.path, date(2025, 11, 21))
+    assert fresh.halt_reason() is None
+
+
+def test_a_run_of_the_same_refusal_is_journaled_once(tmp_path):
+    sections = config(tmp_path, strategy={"name": "ema_cross", "fast": 2, "slow": 3})
+    sections["session"] = {
+        "enabled": True,
+        "timezone": "UTC",
+        "open": "09:00",
+        "close": "10:00",
+        "flatten_at": "10:00",
+    }
+    cfg = parse_config(orjson.dumps(sections))
+    engine = Engine(cfg)
+    journal = Journal(cfg, engine.state.symbols)
+    engine.sinks.append(journal)
+    idx, price, size, ts = walk(5_000)  # 04:40 UTC: the session is closed
+    engine.process(idx, price, size, ts, len(idx))
+    journal.close()
+    refused = engine.state.refused_entries()["outside_session"]
+    lines = [line for line in read_journal(cfg.journal.path) if line["type"] == "risk"]
+    assert refused > 10
+    assert [(line["event"], line["reason"]) for line in lines] == [("refused", "outside_session")]
