@@ -1,0 +1,332 @@
+"""The configuration models: frozen, strict pydantic models, one per section of the file.
+
+:class:`EngineConfig` is the root. Every section and every key has a default, so ``{}`` is a
+complete configuration; unknown keys are errors so a typo never silently falls back to a
+default. The models' own checks raise through :func:`~engine.config_errors.field_error` so
+:func:`~engine.config_errors.describe` can report them at the offending key.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import time
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from engine.config_errors import CUSTOM_ERROR, field_error
+
+__all__ = [
+    "BracketConfig",
+    "BrokerConfig",
+    "EngineConfig",
+    "FeedConfig",
+    "InstrumentConfig",
+    "JournalConfig",
+    "RiskConfig",
+    "SessionConfig",
+    "StateConfig",
+    "StrategyConfig",
+    "WebConfig",
+]
+
+# Strict everywhere: JSON already carries types, so "10" -> 10 or 10.0 -> 10 coercion would
+# only hide mistakes. Strict floats still accept ints, and strict ints refuse bools.
+Int = Annotated[int, Strict()]
+Float = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+Str = Annotated[str, Strict()]
+Bool = Annotated[bool, Strict()]
+
+_HHMM = re.compile(r"^([0-9]{2}):([0-9]{2})$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InstrumentConfig(_Model):
+    """One tradable instrument. ``symbol`` is required; the rest default to NSE-like values."""
+
+    #: Symbol as the feed and broker spell it; unique within ``instruments``.
+    symbol: Annotated[Str, Field(min_length=1)]
+    #: Minimum price increment. Default 0.05 (NSE equities and index derivatives).
+    tick_size: Annotated[Float, Field(gt=0)] = 0.05
+    #: Units per lot; order quantities in the engine are whole lots. Default 1.
+    lot_size: Annotated[Int, Field(ge=1)] = 1
+    #: Currency value of a one-point price move for one unit. Default 1.0.
+    point_value: Annotated[Float, Field(gt=0)] = 1.0
+    #: Starting price of this instrument's random walk in the ``sim`` feed. Default 100.0.
+    sim_start_price: Annotated[Float, Field(gt=0)] = 100.0
+
+
+def _default_instruments() -> tuple[InstrumentConfig, ...]:
+    return (InstrumentConfig(symbol="NIFTY", sim_start_price=22000.0),)
+
+
+class StrategyConfig(_Model):
+    """Strategy selection and parameters."""
+
+    #: Strategy implementation. Default ``"ema_cross"`` (the only one so far).
+    name: Literal["ema_cross"] = "ema_cross"
+    #: Fast EMA period in ticks. Default 10.
+    fast: Annotated[Int, Field(ge=1)] = 10
+    #: Slow EMA period in ticks; must be greater than ``fast``. Default 30.
+    slow: Annotated[Int, Field(ge=2)] = 30
+    #: Lots per entry when ``risk_per_trade`` is null. Default 1.
+    quantity: Annotated[Int, Field(ge=1)] = 1
+    #: Length of the time bars that feed ATR and RSI, in seconds. Default 60.
+    bar_seconds: Annotated[Int, Field(ge=1)] = 60
+    #: Wilder ATR period in bars. Default 14.
+    atr_period: Annotated[Int, Field(ge=1)] = 14
+    #: RSI period in bars. Default 14.
+    rsi_period: Annotated[Int, Field(ge=1)] = 14
+    #: Currency amount risked per entry, sizing the position from the stop distance.
+    #: Default null: fixed ``quantity`` sizing.
+    risk_per_trade: Annotated[Float, Field(gt=0)] | None = None
+
+    @model_validator(mode="after")
+    def _slow_after_fast(self) -> StrategyConfig:
+        if self.slow <= self.fast:
+            raise field_error("slow", f"must be > strategy.fast ({self.fast})", self.slow)
+        return self
+
+
+class BracketConfig(_Model):
+    """Target and stop attached to every entry, in ticks or ATR multiples."""
+
+    #: Take-profit distance from the entry, in ticks. Default 20.
+    target_ticks: Annotated[Int, Field(gt=0)] = 20
+    #: Stop-loss distance from the entry, in ticks. Default 10.
+    stop_ticks: Annotated[Int, Field(gt=0)] = 10
+    #: Trailing-stop distance in ticks; 0 disables trailing. Default 0.
+    trail_ticks: Annotated[Int, Field(ge=0)] = 0
+    #: Profit in ticks after which the stop moves to the entry; 0 disables. Default 0.
+    breakeven_ticks: Annotated[Int, Field(ge=0)] = 0
+    #: Target as a multiple of ATR; 0 uses ``target_ticks``. Default 0.
+    target_atr: Annotated[Float, Field(ge=0)] = 0.0
+    #: Stop as a multiple of ATR; 0 uses ``stop_ticks``. Default 0.
+    stop_atr: Annotated[Float, Field(ge=0)] = 0.0
+
+
+class RiskConfig(_Model):
+    """Pre-trade and P&L limits enforced by the risk kernel."""
+
+    #: Realised plus open loss for the day that halts trading; null = no limit. Default null.
+    daily_loss_limit: Annotated[Float, Field(gt=0)] | None = None
+    #: Loss from the start of the run that halts trading; null = no limit. Default null.
+    max_loss_limit: Annotated[Float, Field(gt=0)] | None = None
+    #: Largest absolute position per instrument, in lots. Default 10.
+    max_position: Annotated[Int, Field(ge=1)] = 10
+    #: Order submissions allowed per second across instruments. Default 50.
+    max_orders_per_second: Annotated[Int, Field(ge=1)] = 50
+
+
+def _parse_hhmm(value: str) -> time:
+    match = _HHMM.match(value)
+    if match is None:
+        raise ValueError(value)
+    return time(int(match[1]), int(match[2]))  # raises ValueError when out of range
+
+
+class SessionConfig(_Model):
+    """Trading hours in the exchange's time zone; times are ``"HH:MM"`` (24-hour)."""
+
+    #: Whether to trade only inside the session and flatten at ``flatten_at``. Default true.
+    enabled: Bool = True
+    #: IANA time zone of the times below. Default ``"Asia/Kolkata"``.
+    timezone: Str = "Asia/Kolkata"
+    #: Session open. Default ``"09:15"``.
+    open: Str = "09:15"
+    #: Session close. Default ``"15:30"``.
+    close: Str = "15:30"
+    #: Time at which open positions are closed and new entries stop. Default ``"15:20"``.
+    flatten_at: Str = "15:20"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            # ValueError covers keys ZoneInfo refuses outright, such as absolute paths.
+            raise PydanticCustomError(CUSTOM_ERROR, "unknown time zone") from None
+        return value
+
+    @field_validator("open", "close", "flatten_at")
+    @classmethod
+    def _hhmm(cls, value: str) -> str:
+        try:
+            _parse_hhmm(value)
+        except ValueError:
+            raise PydanticCustomError(
+                CUSTOM_ERROR, 'must be "HH:MM" between 00:00 and 23:59'
+            ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SessionConfig:
+        # Checked even when disabled, so enabling a session later cannot surface old mistakes.
+        if self.close_time <= self.open_time:
+            raise field_error("close", f"must be after session.open ({self.open})", self.close)
+        if not self.open_time < self.flatten_time <= self.close_time:
+            raise field_error(
+                "flatten_at",
+                f"must be after session.open ({self.open}) and not after "
+                f"session.close ({self.close})",
+                self.flatten_at,
+            )
+        return self
+
+    @property
+    def open_time(self) -> time:
+        """Session open as a naive :class:`datetime.time` in :attr:`timezone`."""
+        return _parse_hhmm(self.open)
+
+    @property
+    def close_time(self) -> time:
+        """Session close as a naive :class:`datetime.time` in :attr:`timezone`."""
+        return _parse_hhmm(self.close)
+
+    @property
+    def flatten_time(self) -> time:
+        """Flatten time as a naive :class:`datetime.time` in :attr:`timezone`."""
+        return _parse_hhmm(self.flatten_at)
+
+    @property
+    def tzinfo(self) -> ZoneInfo:
+        """The session's time zone (``ZoneInfo`` caches instances, so this is cheap)."""
+        return ZoneInfo(self.timezone)
+
+
+class BrokerConfig(_Model):
+    """Order routing."""
+
+    #: Broker adapter; ``"paper"`` fills inside the process. Default ``"paper"``.
+    name: Literal["paper"] = "paper"
+    #: Adverse slippage applied to paper market fills, in ticks. Default 0.
+    slippage_ticks: Annotated[Int, Field(ge=0)] = 0
+
+
+class FeedConfig(_Model):
+    """Market data source."""
+
+    #: ``"sim"`` (seeded random walk) or ``"replay"`` (recorded ticks). Default ``"sim"``.
+    name: Literal["sim", "replay"] = "sim"
+    #: Random seed of the sim feed; bounded to uint32, the widest seed NumPy and Numba
+    #: generators both accept. Default 1.
+    seed: Annotated[Int, Field(ge=0, le=2**32 - 1)] = 1
+    #: Tick rate of the sim feed and pacing of replay. Default 1000.
+    ticks_per_second: Annotated[Float, Field(gt=0)] = 1000.0
+    #: File replayed by the ``replay`` feed (CSV ``ts,symbol,price,size`` or NPY); required
+    #: when ``name`` is ``"replay"``. Default null.
+    path: Annotated[Str, Field(min_length=1)] | None = None
+    #: Largest random-walk step of the sim feed, in ticks. Default 1.
+    sim_step_ticks: Annotated[Int, Field(ge=1)] = 1
+
+    @model_validator(mode="after")
+    def _replay_needs_path(self) -> FeedConfig:
+        if self.name == "replay" and self.path is None:
+            raise field_error("path", "required when feed.name is 'replay'", None)
+        return self
+
+
+class JournalConfig(_Model):
+    """Append-only JSON Lines journal of orders, fills, risk and control events."""
+
+    #: Journal file, relative to the working directory. Default ``"var/journal.jsonl"``.
+    path: Annotated[Str, Field(min_length=1)] = "var/journal.jsonl"
+    #: fsync after every write: survives power loss at the cost of latency. Default false.
+    fsync: Bool = False
+
+
+class StateConfig(_Model):
+    """Sizes of the preallocated NumPy state."""
+
+    #: Capacity of the event ring buffer, in events. Default 65536.
+    event_capacity: Annotated[Int, Field(ge=1024)] = 65536
+    #: Ticks processed per kernel call. Default 65536.
+    chunk_ticks: Annotated[Int, Field(ge=1024)] = 65536
+
+
+class WebConfig(_Model):
+    """HTTP/WebSocket control surface."""
+
+    #: Bind address; loopback by default so nothing is exposed unintentionally.
+    #: Default ``"127.0.0.1"``.
+    host: Annotated[Str, Field(min_length=1)] = "127.0.0.1"
+    #: TCP port. Default 8000.
+    port: Annotated[Int, Field(ge=1, le=65535)] = 8000
+    #: Name of the environment variable holding the bearer token. Default ``"OTRADE_TOKEN"``.
+    token_env: Str = "OTRADE_TOKEN"
+    #: Rate of state pushes to WebSocket clients, per second. Default 10.
+    push_hz: Annotated[Float, Field(gt=0)] = 10.0
+
+    @field_validator("token_env")
+    @classmethod
+    def _env_name(cls, value: str) -> str:
+        if _ENV_NAME.match(value) is None:
+            raise PydanticCustomError(CUSTOM_ERROR, "must be an environment variable name")
+        return value
+
+
+class EngineConfig(_Model):
+    """Root of the configuration file; every section is optional."""
+
+    #: Instruments to trade, 1 to 256, symbols unique. Default: NIFTY, tick 0.05, start 22000.
+    instruments: Annotated[tuple[InstrumentConfig, ...], Field(min_length=1, max_length=256)] = (
+        Field(default_factory=_default_instruments)
+    )
+    #: Default :class:`StrategyConfig`.
+    strategy: StrategyConfig = StrategyConfig()
+    #: Default :class:`BracketConfig`.
+    bracket: BracketConfig = BracketConfig()
+    #: Default :class:`RiskConfig`.
+    risk: RiskConfig = RiskConfig()
+    #: Default :class:`SessionConfig`.
+    session: SessionConfig = SessionConfig()
+    #: Default :class:`BrokerConfig`.
+    broker: BrokerConfig = BrokerConfig()
+    #: Default :class:`FeedConfig`.
+    feed: FeedConfig = FeedConfig()
+    #: Default :class:`JournalConfig`.
+    journal: JournalConfig = JournalConfig()
+    #: Default :class:`StateConfig`.
+    state: StateConfig = StateConfig()
+    #: Default :class:`WebConfig`.
+    web: WebConfig = WebConfig()
+
+    @model_validator(mode="after")
+    def _unique_symbols(self) -> EngineConfig:
+        seen: set[str] = set()
+        for index, instrument in enumerate(self.instruments):
+            if instrument.symbol in seen:
+                raise field_error(
+                    f"instruments[{index}].symbol", "duplicate symbol", instrument.symbol
+                )
+            seen.add(instrument.symbol)
+        return self
+
+    def instrument(self, symbol: str) -> InstrumentConfig:
+        """Return the instrument named ``symbol``.
+
+        Parameters
+        ----------
+        symbol : str
+            The instrument's symbol.
+
+        Returns
+        -------
+        InstrumentConfig
+
+        Raises
+        ------
+        KeyError
+            When no instrument has that symbol.
+        """
+        for instrument in self.instruments:
+            if instrument.symbol == symbol:
+                return instrument
+        raise KeyError(symbol)
