@@ -896,3 +896,12 @@ async def test_the_paper_broker_is_a_broker() -> None:
     desk = Desk()
     assert isinstance(desk.broker, Broker)
     assert np.all(desk.broker.orders["status"] == kp.OS_FREE)
+
+
+def test_the_interface_names_match_the_kernel_codes():
+    from engine.brokers import base
+    from kernels import paper as kp
+
+    assert base.ORDER_TYPES == kp.ORDER_TYPES
+    assert kp.ORDER_STATUSES[1:] == base.ORDER_STATUSES  # code 0 is a free slot
+    assert kp.UPDATE_KINDS[1:] == base.UPDATE_KINDS

@@ -24,13 +24,15 @@ import math
 import numbers
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, get_args, runtime_checkable
 
 __all__ = [
     "GRID_TOLERANCE",
+    "LIMIT_TYPES",
     "ORDER_STATUSES",
     "ORDER_TYPES",
     "SIDES",
+    "STOP_TYPES",
     "UPDATE_KINDS",
     "Bracket",
     "Broker",
@@ -49,9 +51,9 @@ Side = Literal["buy", "sell"]
 OrderType = Literal["market", "limit", "stop", "stop_limit"]
 
 #: order sides
-SIDES: tuple[str, ...] = ("buy", "sell")
+SIDES: tuple[str, ...] = get_args(Side)
 #: order types; ``stop`` is stop-market
-ORDER_TYPES: tuple[str, ...] = ("market", "limit", "stop", "stop_limit")
+ORDER_TYPES: tuple[str, ...] = get_args(OrderType)
 #: order statuses; ``pending`` is a bracket exit waiting for its entry to fill
 ORDER_STATUSES: tuple[str, ...] = ("pending", "working", "filled", "cancelled", "rejected")
 #: kinds of order updates
@@ -64,10 +66,10 @@ UPDATE_KINDS: tuple[str, ...] = (
     "cancelled",
     "rejected",
 )
-#: order types that need a ``limit_price``
-_NEEDS_LIMIT = ("limit", "stop_limit")
-#: order types that need a ``stop_price``
-_NEEDS_STOP = ("stop", "stop_limit")
+#: order types that take a ``limit_price`` (and need one)
+LIMIT_TYPES: tuple[str, ...] = ("limit", "stop_limit")
+#: order types that take a ``stop_price`` (and need one)
+STOP_TYPES: tuple[str, ...] = ("stop", "stop_limit")
 #: largest distance from the tick grid accepted as on it, in ticks (float noise of price * n)
 GRID_TOLERANCE = 1e-6
 
@@ -212,8 +214,8 @@ class OrderRequest:
             raise OrderError("type", f"must be one of {', '.join(ORDER_TYPES)}, got {self.type!r}")
         check_qty(self.qty)
         for field, needed in (
-            ("limit_price", self.type in _NEEDS_LIMIT),
-            ("stop_price", self.type in _NEEDS_STOP),
+            ("limit_price", self.type in LIMIT_TYPES),
+            ("stop_price", self.type in STOP_TYPES),
         ):
             value = getattr(self, field)
             if needed and value is None:

@@ -1,11 +1,13 @@
 """The paper broker: operator orders filled inside the process, against the engine's ticks.
 
-It implements :class:`engine.brokers.base.Broker` over a preallocated order table matched by
-the kernels of :mod:`kernels.paper`, with the fill rules of the strategy path (see that
-module): market at the LTP plus ``broker.slippage_ticks`` against the order, limits at their
-limit price, stops at the triggering tick's own price, stop-limits resting as limits once
-triggered. Fills go through ``apply_fill`` with reason ``manual``, so positions, P&L, the
-loss limits, the event ring and the journal see them like any fill.
+It implements :class:`engine.brokers.base.Broker` over a preallocated order table
+(:mod:`engine.brokers.paper_table`) matched by the kernels of :mod:`kernels.paper`, with the
+fill rules of the strategy path (see that module): market at the LTP plus
+``broker.slippage_ticks`` against the order, limits at their limit price, stops at the
+triggering tick's own price, stop-limits resting as limits once triggered. Fills go through
+``apply_fill`` with reason ``manual``, so positions, P&L, the loss limits, the event ring and
+the journal see them like any fill. Requests are checked first by
+:mod:`engine.brokers.paper_checks`.
 
 Wiring and ordering. ``Engine.process`` runs the strategy over a whole batch first and calls
 :meth:`PaperBroker.on_ticks` with the same scratch arrays right after it. Working orders are
@@ -37,10 +39,8 @@ Choices where the interface is silent:
 
 from __future__ import annotations
 
-import asyncio
-import time
+import functools
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -53,10 +53,17 @@ from engine.brokers.base import (
     OrderType,
     OrderUpdate,
     Side,
-    check_price,
-    check_qty,
-    price_to_ticks,
 )
+from engine.brokers.paper_checks import (
+    check_change,
+    check_exits,
+    check_order,
+    entry_error,
+    ltp_ticks,
+    refusal,
+)
+from engine.brokers.paper_table import OrderTable
+from engine.brokers.stream import UpdateStream
 from kernels import layout
 from kernels import paper as kp
 
@@ -69,26 +76,6 @@ __all__ = ["PaperBroker"]
 DEFAULT_CAPACITY = 1024
 #: default length of the update stream's queue before the oldest update is dropped
 DEFAULT_UPDATE_CAPACITY = 10_000
-#: finished orders remembered per table row, so late cancels and modifies get a clear error
-FINISHED_PER_SLOT = 4
-
-#: side codes of the kernels by interface name, and back
-_SIDE_CODE = {"buy": layout.LONG, "sell": layout.SHORT}
-_SIDE_NAME = {layout.LONG: "buy", layout.SHORT: "sell"}
-#: statuses after which an order's row is freed
-_TERMINAL = (kp.OS_FILLED, kp.OS_CANCELLED, kp.OS_REJECTED)
-
-
-@dataclass(slots=True)
-class _Meta:
-    number: int
-    order_id: str
-    symbol: str
-    tag: str | None
-    oco_group: int | None
-    limit_price: float | None
-    stop_price: float | None
-    parent_id: str | None
 
 
 class PaperBroker:
@@ -119,29 +106,14 @@ class PaperBroker:
         self.engine = engine
         self.state = engine.state
         self.capacity = capacity
-        state = self.state
-        self.orders = np.zeros(capacity, kp.ORDER_DTYPE)
-        for field in ("parent", "child_target", "child_stop", "prv", "nxt"):
-            self.orders[field] = -1
-        # room for one call's worth of updates beyond a full table's OCO cancels
-        self.ring = np.zeros(2 * capacity + 2 * kp.UPDATES_PER_FILL, kp.UPDATE_DTYPE)
-        self.lists = np.full((state.n, kp.N_LIST_COLS), -1, np.int64)
-        self.lists[:, kp.LIST_LAST_TS] = state.ints[: state.n, layout.I_LAST_TS]
-        self.counters = np.zeros(kp.N_COUNTERS, np.int64)
-        self.counters[kp.C_CUR_K] = -1
-        self._ticks_matched = state.account_int(layout.A_TICKS)
-        self._free = list(range(capacity - 1, -1, -1))
-        self._meta: list[_Meta | None] = [None] * capacity
-        self._slot_of: dict[str, int] = {}
-        self._finished: dict[str, OrderState] = {}
-        self._finished_cap = FINISHED_PER_SLOT * capacity
-        self._queue: asyncio.Queue[OrderUpdate] = asyncio.Queue(maxsize=update_capacity)
-        #: updates dropped because the stream's queue was full
-        self.dropped_updates = 0
-        self._seq = 0
-        self._next_id = 1
+        self._stream = UpdateStream(update_capacity)
+        #: the orders: their rows for the kernels and their states for the interface
+        self.table = table = OrderTable(engine.state, capacity, self._stream)
+        # the table's arrays, for inspection
+        self.orders, self.ring = table.orders, table.ring
+        self.lists, self.counters = table.lists, table.counters
+        self._ticks_matched = self.state.account_int(layout.A_TICKS)
         self._next_group = -1
-        self._prefix = f"paper-{time.time_ns() // 1_000_000:x}-"
 
     # -- the Broker interface ------------------------------------------------------------------
 
@@ -165,20 +137,15 @@ class PaperBroker:
             Unknown symbol, quantity not a lot multiple, a price off the tick grid, or a full
             order table; nothing is placed.
         """
-        i, limit_ticks, stop_ticks = self._check(order)
-        side = _SIDE_CODE[order.side]
-        refusal = self._refusal(order.type, i, side, order.qty)
-        if refusal:
-            return self._reject(order, refusal)
-        slot = self._take_slots(1)[0]
-        otype = kp.ORDER_TYPES.index(order.type)
-        meta = self._meta_for(order, None)
-        self._write(slot, meta, i, side, order.qty, otype, limit_ticks, stop_ticks)
-        self.orders[slot]["oco"] = order.oco_group or 0
-        self._accepted(slot)
-        if otype == kp.OT_MARKET:
+        i, limit_ticks, stop_ticks = check_order(self.state, order)
+        reason = refusal(self.state, order, i)
+        if reason:
+            return self.table.reject(order, reason)
+        slot = self.table.take(1)[0]
+        order_id = self.table.add(slot, order, i, limit_ticks, stop_ticks)
+        if order.type == "market":
             self._fill_market(slot)
-        return self._current(meta.order_id)
+        return self.table.current(order_id)
 
     async def modify(
         self,
@@ -214,48 +181,9 @@ class PaperBroker:
             The order is not open, nothing to change, or a new value is invalid or refused;
             the order is then unchanged.
         """
-        slot = self._open_slot(order_id, "modify")
-        if qty is None and limit_price is None and stop_price is None:
-            raise OrderError("qty", "give qty, limit_price or stop_price to modify")
-        row = self.orders[slot]
-        meta = self._meta[slot]
-        assert meta is not None
-        i = int(row["inst"])
-        inst = self.state.cfg.instruments[i]
-        otype = kp.ORDER_TYPES[int(row["otype"])]
-        new_qty = int(row["qty"]) if qty is None else check_qty(qty, inst.lot_size)
-        limit_ticks = int(row["limit"])
-        stop_ticks = int(row["stop"])
-        if limit_price is not None:
-            if otype not in ("limit", "stop_limit"):
-                raise OrderError("limit_price", f"not allowed for a {otype} order")
-            limit_price = check_price("limit_price", limit_price)
-            limit_ticks = price_to_ticks("limit_price", limit_price, inst.tick_size)
-        if stop_price is not None:
-            if otype not in ("stop", "stop_limit"):
-                raise OrderError("stop_price", f"not allowed for a {otype} order")
-            if row["triggered"]:
-                raise OrderError("stop_price", "the stop already triggered")
-            stop_price = check_price("stop_price", stop_price)
-            stop_ticks = price_to_ticks("stop_price", stop_price, inst.tick_size)
-        leg = int(row["leg"])
-        if new_qty > row["qty"] and leg in (kp.LEG_NONE, kp.LEG_ENTRY):
-            gate = kp.order_gate(self.state.book, i, int(row["side"]), new_qty, leg)
-            if gate != kp.PR_NONE:
-                raise OrderError("qty", f"refused: {kp.ORDER_REASONS[gate]}")
-        row["qty"] = new_qty
-        row["limit"] = limit_ticks
-        row["stop"] = stop_ticks
-        if limit_price is not None:
-            meta.limit_price = limit_price
-        if stop_price is not None:
-            meta.stop_price = stop_price
-        if leg == kp.LEG_ENTRY:
-            for child in (int(row["child_target"]), int(row["child_stop"])):
-                if child >= 0 and self.orders[child]["status"] == kp.OS_PENDING:
-                    self.orders[child]["qty"] = new_qty
-        self._emit("modified", self._snapshot(slot), None, time.time_ns())
-        return self._snapshot(slot)
+        slot = self.table.open_slot(order_id, "modify")
+        change = check_change(self.state, self.orders[slot], qty, limit_price, stop_price)
+        return self.table.modify(slot, *change)
 
     async def cancel(self, order_id: str) -> OrderState:
         """Cancel an open order (reason ``user``); return its final state.
@@ -276,9 +204,8 @@ class PaperBroker:
         OrderError
             The order is unknown, filled, cancelled or rejected.
         """
-        slot = self._open_slot(order_id, "cancel")
-        self._cancel_slot(slot)
-        return self._current(order_id)
+        self.table.cancel(self.table.open_slot(order_id, "cancel"))
+        return self.table.current(order_id)
 
     async def cancel_all(self, symbol: str | None = None) -> list[OrderState]:
         """Cancel every open order, or those of ``symbol``; return their final states.
@@ -295,16 +222,15 @@ class PaperBroker:
         """
         if symbol is not None and symbol not in self.state.index:
             raise OrderError("symbol", f"unknown symbol {symbol!r}")
-        ids = [s.order_id for s in self._open_states() if symbol in (None, s.symbol)]
+        ids = [s.order_id for s in self.table.open_states() if symbol in (None, s.symbol)]
         for order_id in ids:
-            slot = self._slot_of.get(order_id)
-            if slot is not None:  # a cancelled entry took its pending exits with it
-                self._cancel_slot(slot)
-        return [self._current(order_id) for order_id in ids]
+            if self.table.is_open(order_id):  # a cancelled entry took its pending exits along
+                self.table.cancel(self.table.open_slot(order_id, "cancel"))
+        return [self.table.current(order_id) for order_id in ids]
 
     async def open_orders(self) -> list[OrderState]:
         """Return the pending and working orders, oldest first."""
-        return self._open_states()
+        return self.table.open_states()
 
     async def positions(self) -> dict[str, dict]:
         """Return the engine's open positions by symbol (see ``State.positions``)."""
@@ -313,7 +239,7 @@ class PaperBroker:
     async def updates(self) -> AsyncIterator[OrderUpdate]:
         """Yield order updates as they happen, oldest first; one consumer at a time."""
         while True:
-            yield await self._queue.get()
+            yield await self._stream.get()
 
     # -- beyond the interface ------------------------------------------------------------------
 
@@ -368,71 +294,41 @@ class PaperBroker:
             entry = OrderRequest(
                 symbol, side, qty, entry_type, entry_limit_price, entry_stop_price, tag
             )
+            i, limit_ticks, stop_ticks = check_order(self.state, entry)
         except OrderError as exc:
-            raise _entry_error(exc) from None
-        try:
-            i, limit_ticks, stop_ticks = self._check(entry)
-        except OrderError as exc:
-            raise _entry_error(exc) from None
-        inst = self.state.cfg.instruments[i]
-        target_price = check_price("target_price", target_price)
-        stop_price = check_price("stop_price", stop_price)
-        target_ticks = price_to_ticks("target_price", target_price, inst.tick_size)
-        exit_stop_ticks = price_to_ticks("stop_price", stop_price, inst.tick_size)
-        sign = _SIDE_CODE[entry.side]
+            raise entry_error(exc) from None
+        tick_size = self.state.cfg.instruments[i].tick_size
         reference = {"limit": limit_ticks, "stop_limit": limit_ticks, "stop": stop_ticks}.get(
-            entry.type, self._ltp_ticks(i)
+            entry.type, ltp_ticks(self.state, i)
         )
-        above, below = ("above", "below") if sign == layout.LONG else ("below", "above")
-        if reference is not None and sign * (target_ticks - reference) <= 0:
-            raise OrderError("target_price", f"must be {above} the entry's price for a {side}")
-        if reference is not None and sign * (exit_stop_ticks - reference) >= 0:
-            raise OrderError("stop_price", f"must be {below} the entry's price for a {side}")
-        if sign * (target_ticks - exit_stop_ticks) <= 0:
-            raise OrderError("target_price", f"must be {above} stop_price for a {side}")
-
-        exit_side = "sell" if entry.side == "buy" else "buy"
-        target = OrderRequest(symbol, exit_side, qty, "limit", limit_price=target_price, tag=tag)
-        stop = OrderRequest(symbol, exit_side, qty, "stop", stop_price=stop_price, tag=tag)
-        refusal = self._refusal(entry.type, i, sign, entry.qty)
-        if refusal:
-            rejected = self._reject(entry, refusal, leg="entry")
+        target, stop, target_ticks, exit_stop_ticks = check_exits(
+            entry, reference, target_price, stop_price, tick_size
+        )
+        reason = refusal(self.state, entry, i)
+        if reason:
+            rejected = self.table.reject(entry, reason, "entry")
+            parent_id = rejected.order_id
             return Bracket(
                 rejected,
-                self._reject(target, "parent_rejected", leg="target", parent=rejected.order_id),
-                self._reject(stop, "parent_rejected", leg="stop", parent=rejected.order_id),
+                self.table.reject(target, "parent_rejected", "target", parent_id),
+                self.table.reject(stop, "parent_rejected", "stop", parent_id),
             )
 
-        entry_slot, target_slot, stop_slot = self._take_slots(3)
+        table = self.table
+        entry_slot, target_slot, stop_slot = table.take(3)
         group = self._next_group
         self._next_group -= 1
-        entry_meta = self._meta_for(entry, None)
-        parent_id = entry_meta.order_id
-        target_meta = self._meta_for(target, parent_id, group)
-        stop_meta = self._meta_for(stop, parent_id, group)
-        otype = kp.ORDER_TYPES.index(entry.type)
-        self._write(entry_slot, entry_meta, i, sign, qty, otype, limit_ticks, stop_ticks)
+        entry_id = table.add(entry_slot, entry, i, limit_ticks, stop_ticks, leg=kp.LEG_ENTRY)
         # the exits wait outside the instrument's list, pending, until the entry fills
-        pending = kp.OS_PENDING
-        self._write(target_slot, target_meta, i, -sign, qty, kp.OT_LIMIT, target_ticks, 0, pending)
-        self._write(stop_slot, stop_meta, i, -sign, qty, kp.OT_STOP, 0, exit_stop_ticks, pending)
-        rows = self.orders
-        rows[entry_slot]["leg"] = kp.LEG_ENTRY
-        rows[entry_slot]["child_target"] = target_slot
-        rows[entry_slot]["child_stop"] = stop_slot
-        for slot, leg in ((target_slot, kp.LEG_TARGET), (stop_slot, kp.LEG_STOP)):
-            rows[slot]["leg"] = leg
-            rows[slot]["oco"] = group
-            rows[slot]["parent"] = entry_slot
-        for slot in (entry_slot, target_slot, stop_slot):
-            self._accepted(slot)
-        if otype == kp.OT_MARKET:
-            self._fill_market(entry_slot)
-        return Bracket(
-            self._current(parent_id),
-            self._current(target_meta.order_id),
-            self._current(stop_meta.order_id),
+        target_id = table.add(
+            target_slot, target, i, target_ticks, 0, leg=kp.LEG_TARGET, parent=entry_slot, oco=group
         )
+        stop_id = table.add(
+            stop_slot, stop, i, 0, exit_stop_ticks, leg=kp.LEG_STOP, parent=entry_slot, oco=group
+        )
+        if entry.type == "market":
+            self._fill_market(entry_slot)
+        return Bracket(table.current(entry_id), table.current(target_id), table.current(stop_id))
 
     def on_ticks(
         self,
@@ -468,289 +364,28 @@ class PaperBroker:
         if n <= 0 or accepted == self._ticks_matched:
             return  # no tick accepted since the last call: nothing new (or this batch again)
         self._ticks_matched = accepted
-        book, events = self.state.book, self.state.events
-        check_size = size is not None
         sizes = size if size is not None else price
-        self.counters[kp.C_CUR_K] = -1
-        start = 0
-        while True:
-            start = kp.match_ticks(
-                book,
-                events,
-                self.orders,
-                self.ring,
-                self.lists,
-                self.counters,
-                idx,
-                price,
-                sizes,
-                check_size,
-                ts,
-                start,
-                n,
-            )
-            self._decode()
-            self.engine.drain(recv_ns)
-            if start >= n:
-                return
+        drain = functools.partial(self.engine.drain, recv_ns)
+        self.table.match(idx, price, sizes, size is not None, ts, n, drain)
 
     @property
     def queued_updates(self) -> int:
         """Updates waiting in the stream's queue."""
-        return self._queue.qsize()
+        return self._stream.queued
+
+    @property
+    def dropped_updates(self) -> int:
+        """Updates dropped because the stream's queue was full."""
+        return self._stream.dropped
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _check(self, order: OrderRequest) -> tuple[int, int, int]:
-        i = self.state.index.get(order.symbol)
-        if i is None:
-            known = ", ".join(self.state.symbols)
-            raise OrderError("symbol", f"unknown symbol {order.symbol!r} (known: {known})")
-        inst = self.state.cfg.instruments[i]
-        check_qty(order.qty, inst.lot_size)
-        limit_ticks = stop_ticks = 0
-        if order.limit_price is not None:
-            limit_ticks = price_to_ticks("limit_price", order.limit_price, inst.tick_size)
-        if order.stop_price is not None:
-            stop_ticks = price_to_ticks("stop_price", order.stop_price, inst.tick_size)
-        return i, limit_ticks, stop_ticks
-
-    def _ltp_ticks(self, i: int) -> int | None:
-        if self.state.book[i, layout.I_TICKS] <= 0.0:
-            return None
-        return int(self.state.book[i, layout.I_LTP_TICKS])
-
-    def _refusal(self, otype: str, i: int, side: int, qty: int) -> str | None:
-        if otype == "market" and self._ltp_ticks(i) is None:
-            return "no_price"
-        gate = kp.order_gate(self.state.book, i, side, qty, kp.LEG_NONE)
-        return kp.ORDER_REASONS[gate] if gate != kp.PR_NONE else None
-
-    def _new_id(self) -> tuple[int, str]:
-        number = self._next_id
-        self._next_id += 1
-        return number, f"{self._prefix}{number}"
-
-    def _meta_for(
-        self, order: OrderRequest, parent_id: str | None, group: int | None = None
-    ) -> _Meta:
-        number, order_id = self._new_id()
-        return _Meta(
-            number,
-            order_id,
-            order.symbol,
-            order.tag,
-            order.oco_group if group is None else group,
-            order.limit_price,
-            order.stop_price,
-            parent_id,
-        )
-
-    def _take_slots(self, count: int) -> list[int]:
-        if len(self._free) < count:
-            raise OrderError(
-                "capacity",
-                f"the order table is full ({self.capacity} open orders); cancel some first",
-            )
-        return [self._free.pop() for _ in range(count)]
-
-    def _write(
-        self,
-        slot: int,
-        meta: _Meta,
-        i: int,
-        side: int,
-        qty: int,
-        otype: int,
-        limit_ticks: int,
-        stop_ticks: int,
-        status: int = kp.OS_WORKING,
-    ) -> None:
-        seq = int(self.counters[kp.C_SEQ])
-        # every column, in ORDER_DTYPE order: a reused slot keeps nothing of its last order
-        self.orders[slot] = (
-            meta.number, i, side, qty, otype, limit_ticks, stop_ticks, 0, 0, status,
-            kp.LEG_NONE, -1, -1, -1, -1, -1, seq, 0, 0, 0, kp.PR_NONE,
-        )  # fmt: skip
-        if status == kp.OS_WORKING:
-            kp.link(self.orders, self.lists, slot)
-        self._meta[slot] = meta
-        self._slot_of[meta.order_id] = slot
-
     def _fill_market(self, slot: int) -> None:
-        i = int(self.orders[slot]["inst"])
-        side = int(self.orders[slot]["side"])
+        i, side = int(self.orders[slot]["inst"]), int(self.orders[slot]["side"])
         book = self.state.book
-        price_ticks = int(book[i, layout.I_LTP_TICKS]) + side * int(
-            book[i, layout.I_SLIPPAGE_TICKS]
-        )
+        slippage = side * int(book[i, layout.I_SLIPPAGE_TICKS])
+        price_ticks = int(book[i, layout.I_LTP_TICKS]) + slippage
         ts = int(self.state.ints[i, layout.I_LAST_TS])
         self.engine.drain()
-        kp.fill_order(
-            book,
-            self.state.events,
-            self.orders,
-            self.ring,
-            self.lists,
-            self.counters,
-            slot,
-            price_ticks,
-            ts,
-        )
-        self._decode()
+        self.table.fill(slot, price_ticks, ts)
         self.engine.drain()
-
-    def _cancel_slot(self, slot: int) -> None:
-        kp.finish(
-            self.orders,
-            self.ring,
-            self.lists,
-            self.counters,
-            slot,
-            kp.OS_CANCELLED,
-            time.time_ns(),
-            kp.PR_USER,
-        )
-        self._decode()
-
-    def _open_slot(self, order_id: str, action: str) -> int:
-        slot = self._slot_of.get(order_id)
-        if slot is not None:
-            return slot
-        done = self._finished.get(order_id)
-        if done is None:
-            raise OrderError("order_id", f"unknown order {order_id!r}")
-        raise OrderError(
-            "order_id", f"cannot {action} order {order_id!r}: it is {done.status}, not open"
-        )
-
-    def _current(self, order_id: str) -> OrderState:
-        slot = self._slot_of.get(order_id)
-        return self._snapshot(slot) if slot is not None else self._finished[order_id]
-
-    def _open_states(self) -> list[OrderState]:
-        slots = sorted(self._slot_of.values(), key=lambda s: int(self.orders[s]["id"]))
-        return [self._snapshot(slot) for slot in slots]
-
-    def _snapshot(self, slot: int) -> OrderState:
-        row = self.orders[slot]
-        return self._state(
-            slot,
-            int(row["status"]),
-            bool(row["triggered"]),
-            int(row["filled"]),
-            int(row["fill_ticks"]),
-            int(row["fill_ts"]),
-            int(row["reason"]),
-        )
-
-    def _state(
-        self,
-        slot: int,
-        status: int,
-        triggered: bool,
-        filled: int,
-        fill_ticks: int,
-        fill_ts: int,
-        reason: int,
-    ) -> OrderState:
-        row = self.orders[slot]
-        meta = self._meta[slot]
-        assert meta is not None
-        is_filled = status == kp.OS_FILLED
-        tick_size = self.state.book[int(row["inst"]), layout.I_TICK_SIZE]
-        leg = kp.LEGS[int(row["leg"])]
-        return OrderState(
-            order_id=meta.order_id,
-            symbol=meta.symbol,
-            side=_SIDE_NAME[int(row["side"])],  # type: ignore[arg-type]
-            qty=int(row["qty"]),
-            type=kp.ORDER_TYPES[int(row["otype"])],  # type: ignore[arg-type]
-            limit_price=meta.limit_price,
-            stop_price=meta.stop_price,
-            tag=meta.tag,
-            oco_group=meta.oco_group,
-            status=kp.ORDER_STATUSES[status],
-            filled_qty=filled,
-            fill_price=float(fill_ticks * tick_size) if is_filled else None,
-            fill_ts=fill_ts if is_filled else None,
-            triggered=triggered,
-            reason=kp.ORDER_REASONS[reason] or None,
-            leg=leg or None,
-            parent_id=meta.parent_id,
-        )
-
-    def _decode(self) -> None:
-        count = int(self.counters[kp.C_UPDATES])
-        if count == 0:
-            return
-        for kind, slot, _id, status, triggered, filled, fill_ticks, ts, reason in self.ring[
-            :count
-        ].tolist():
-            state = self._state(slot, status, bool(triggered), filled, fill_ticks, ts, reason)
-            why = state.reason
-            if status == kp.OS_FILLED and state.leg in ("target", "stop"):
-                why = state.leg
-            self._emit(kp.UPDATE_KINDS[kind], state, why, ts)
-            if status in _TERMINAL:
-                self._retire(slot, state)
-        self.counters[kp.C_UPDATES] = 0
-
-    def _accepted(self, slot: int) -> None:
-        self._emit("accepted", self._snapshot(slot), None, time.time_ns())
-
-    def _reject(
-        self,
-        order: OrderRequest,
-        reason: str,
-        leg: str | None = None,
-        parent: str | None = None,
-    ) -> OrderState:
-        state = OrderState(
-            order_id=self._new_id()[1],
-            symbol=order.symbol,
-            side=order.side,
-            qty=order.qty,
-            type=order.type,
-            limit_price=order.limit_price,
-            stop_price=order.stop_price,
-            tag=order.tag,
-            oco_group=order.oco_group,
-            status="rejected",
-            reason=reason,
-            leg=leg,
-            parent_id=parent,
-        )
-        self._remember(state)
-        self._emit("rejected", state, reason, time.time_ns())
-        return state
-
-    def _retire(self, slot: int, state: OrderState) -> None:
-        self._remember(state)
-        del self._slot_of[state.order_id]
-        self._meta[slot] = None
-        self.orders[slot]["status"] = kp.OS_FREE
-        self._free.append(slot)
-
-    def _remember(self, state: OrderState) -> None:
-        self._finished[state.order_id] = state
-        if len(self._finished) > self._finished_cap:
-            del self._finished[next(iter(self._finished))]
-
-    def _emit(self, kind: str, state: OrderState, reason: str | None, ts: int) -> None:
-        update = OrderUpdate(self._seq, kind, state, reason, ts)
-        self._seq += 1
-        if self._queue.full():
-            self._queue.get_nowait()
-            self.dropped_updates += 1
-        self._queue.put_nowait(update)
-
-
-def _entry_error(exc: OrderError) -> OrderError:
-    if exc.field in ("limit_price", "stop_price"):
-        return OrderError(
-            f"entry_{exc.field}", exc.message.replace(exc.field, "entry_" + exc.field)
-        )
-    if exc.field == "type":
-        return OrderError("entry_type", exc.message)
-    return exc
