@@ -116,6 +116,7 @@ def status_line(engine: Engine, ticks_per_s: float) -> str:
         f" | realized {state.account(layout.A_REALIZED):.2f}"
         f" unrealized {state.account(layout.A_UNREALIZED):.2f}"
         f" day {state.account(layout.A_DAY_PNL):.2f}"
+        f" | session {'open' if state.session_open(time.time_ns()) else 'closed'}"
         f" | halt {state.halt_reason() or 'none'}"
     )
 

@@ -131,6 +131,12 @@ class State:
         }
         return {name: count for name, count in counts.items() if count and name != "ok"}
 
+    def session_open(self, ts: int) -> bool:
+        """Return whether entries are allowed at ``ts`` by the session (open until flatten_at)."""
+        row = self.ints[self.ints[self.acct, layout.A_SESSION_ROW]]
+        closes = min(row[layout.S_FLATTEN], row[layout.S_CLOSE])
+        return bool(row[layout.S_OPEN] <= ts < closes)
+
     def halt_reason(self) -> str | None:
         """Return why entries are stopped (halt, day loss limit, pause), or None."""
         for column in (layout.A_HALT, layout.A_DAY_HALT):

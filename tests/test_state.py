@@ -306,3 +306,22 @@ def test_state_resume_restarts_the_loss_window():
     state.resume()
     assert state.halt_reason() is None
     assert (acct[layout.A_PEAK], acct[layout.A_DRAWDOWN]) == (-3.0, 0.0)
+
+
+def test_session_open_follows_the_calendar():
+    state = make_state(
+        session={
+            "enabled": True,
+            "timezone": "Asia/Kolkata",
+            "open": "09:15",
+            "close": "15:30",
+            "flatten_at": "15:20",
+        }
+    )
+    opens = local_ns("2025-11-21 09:15", "Asia/Kolkata")
+    flattens = local_ns("2025-11-21 15:20", "Asia/Kolkata")
+    state.ensure_calendar(opens, opens)
+    assert not state.session_open(opens - 1)
+    assert state.session_open(opens)
+    assert state.session_open(flattens - 1)
+    assert not state.session_open(flattens)
