@@ -40,11 +40,10 @@ from kernels.layout import (
     I_SIDE,
     I_TICK_SIZE,
     R_MANUAL,
-    R_RISK,
 )
-from kernels.ledger import apply_fill, mark_to_market
+from kernels.ledger import apply_fill
 from kernels.orders import count_order
-from kernels.pipeline import EVENTS_PER_TICK, halt
+from kernels.pipeline import EVENTS_PER_TICK, mark_and_guard
 
 # -- order types -------------------------------------------------------------------------------
 OT_MARKET = 0  #: fills at once at the LTP plus slippage
@@ -379,9 +378,7 @@ def fill_order(
                 finish(orders, updates, lists, counters, t, OS_CANCELLED, ts, PR_OCO)
     _activate(orders, updates, lists, counters, o.child_target, ts)
     _activate(orders, updates, lists, counters, o.child_stop, ts)
-    breach = mark_to_market(book, i)
-    if breach != G_OK:
-        halt(book, events, ts, breach, R_RISK)
+    mark_and_guard(book, events, i, ts)
     return OS_FILLED
 
 

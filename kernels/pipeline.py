@@ -90,6 +90,14 @@ def halt(book: np.ndarray, events: np.ndarray, ts: int, code: int, reason: int) 
     flatten_all(book, events, ts, reason)
 
 
+@kernel
+def mark_and_guard(book: np.ndarray, events: np.ndarray, i: int, ts: int) -> None:
+    """Mark instrument ``i`` to market and halt, flattening with reason risk, on a breach."""
+    breach = mark_to_market(book, i)
+    if breach != G_OK:
+        halt(book, events, ts, breach, R_RISK)
+
+
 @entry
 def kill(book: np.ndarray, events: np.ndarray, ts: int) -> None:
     """Flatten every position and refuse every new entry until the operator resumes."""
@@ -164,15 +172,11 @@ def on_tick(
     signal = detect_crossover(book, i)
     if _exit(book, events, i, ts):
         # a loss realized by the exit must stop an entry on this same tick
-        breach = mark_to_market(book, i)
-        if breach != G_OK:
-            halt(book, events, ts, breach, R_RISK)
+        mark_and_guard(book, events, i, ts)
     _flatten_at_eod(book, events, ts)
     if signal != 0 and book[i, I_SIDE] == FLAT:
         _enter(book, events, i, signal, ts)
-    breach = mark_to_market(book, i)
-    if breach != G_OK:
-        halt(book, events, ts, breach, R_RISK)
+    mark_and_guard(book, events, i, ts)
     return TICK_OK
 
 
