@@ -1,4 +1,4 @@
-"""The command line: ``python run.py [run|backtest|doctor|ticks]`` (also the ``otrade`` script).
+"""The command line: ``python run.py [run|simfeed|backtest|doctor|ticks]`` (or ``otrade``).
 
 Exit status 0 on success, 2 on a bad config or bad arguments; nothing starts on a bad config.
 """
@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
             return _doctor(args)
         if command == "backtest":
             return _backtest(args)
+        if command == "simfeed":
+            return _simfeed(args)
         return _ticks(args)
     except ConfigError as error:
         print(f"config error: {error}", file=sys.stderr)
@@ -52,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command")
     run = commands.add_parser("run", help="paper trade live on the configured feed (default)")
+    simfeed = commands.add_parser("simfeed", help="serve simulated ticks over a WebSocket")
     doctor = commands.add_parser("doctor", help="validate the config and print it resolved")
     backtest = commands.add_parser("backtest", help="replay a tick file through the engine")
     backtest.add_argument("--ticks", type=Path, required=True, help="CSV or NPY tick file")
@@ -60,7 +63,10 @@ def _parser() -> argparse.ArgumentParser:
     ticks.add_argument("--out", type=Path, required=True, help="output .csv or .npy")
     ticks.add_argument("--count", type=int, default=1_000_000, help="ticks (%(default)s)")
     ticks.add_argument("--seed", type=int, help="seed (default: the config's feed.seed)")
-    for sub in (run, doctor, backtest, ticks):
+    from engine.feeds import simfeed as simfeed_module
+
+    simfeed_module.add_arguments(simfeed)
+    for sub in (run, simfeed, doctor, backtest, ticks):
         sub.add_argument(
             "--config",
             type=Path,
@@ -74,10 +80,11 @@ def _run(args: argparse.Namespace) -> int:
     cfg, created = ensure_config(args.config)
     if created:
         print(f"otrade: wrote the default config to {args.config}", flush=True)
-    if cfg.feed.name != "sim":
+    if cfg.feed.name == "replay":
         print(
-            f"config error: {args.config}: feed.name: live runs use the 'sim' feed for now,"
-            f" got '{cfg.feed.name}' (use `backtest --ticks` to replay a file)",
+            f"config error: {args.config}: feed.name: live runs take the 'sim' or 'ws' feed,"
+            " got 'replay' (use `backtest --ticks` to replay a file, or `simfeed --replay`"
+            " to stream it)",
             file=sys.stderr,
         )
         return 2
@@ -86,6 +93,12 @@ def _run(args: argparse.Namespace) -> int:
     run_live(cfg)
     print("otrade: stopped", flush=True)
     return 0
+
+
+def _simfeed(args: argparse.Namespace) -> int:
+    from engine.feeds import simfeed
+
+    return simfeed.serve(load_config(args.config), args)
 
 
 def _doctor(args: argparse.Namespace) -> int:

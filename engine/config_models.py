@@ -13,7 +13,15 @@ from datetime import time
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    Strict,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from engine.config_errors import CUSTOM_ERROR, field_error
@@ -213,8 +221,9 @@ class BrokerConfig(_Model):
 class FeedConfig(_Model):
     """Market data source."""
 
-    #: ``"sim"`` (seeded random walk) or ``"replay"`` (recorded ticks). Default ``"sim"``.
-    name: Literal["sim", "replay"] = "sim"
+    #: ``"sim"`` (seeded random walk), ``"replay"`` (recorded ticks) or ``"ws"`` (a WebSocket
+    #: speaking the generic JSON tick protocol). Default ``"sim"``.
+    name: Literal["sim", "replay", "ws"] = "sim"
     #: Random seed of the sim feed; bounded to uint32, the widest seed NumPy and Numba
     #: generators both accept. Default 1.
     seed: Annotated[Int, Field(ge=0, le=2**32 - 1)] = 1
@@ -225,6 +234,17 @@ class FeedConfig(_Model):
     path: Annotated[Str, Field(min_length=1)] | None = None
     #: Largest random-walk step of the sim feed, in ticks. Default 1.
     sim_step_ticks: Annotated[Int, Field(ge=1)] = 1
+    #: WebSocket URL of the ``ws`` feed. Default ``"ws://127.0.0.1:9001/"``.
+    url: Annotated[Str, Field(pattern=r"^wss?://[^\s/]+")] = "ws://127.0.0.1:9001/"
+    #: JSON sent once after every connect of the ``ws`` feed (any JSON value); null sends
+    #: nothing. Default null.
+    subscribe: JsonValue = None
+    #: Seconds without a tick after which the ``ws`` feed is stale and entries pause.
+    #: Default 5.
+    stale_after_s: Annotated[Float, Field(gt=0)] = 5.0
+    #: Largest ``ws`` frame accepted, in bytes; larger frames are dropped and counted.
+    #: Default 1048576.
+    max_frame_bytes: Annotated[Int, Field(ge=1024)] = 1_048_576
 
     @model_validator(mode="after")
     def _replay_needs_path(self) -> FeedConfig:
@@ -254,6 +274,8 @@ class StateConfig(_Model):
 class WebConfig(_Model):
     """HTTP/WebSocket control surface."""
 
+    #: Serve the API and the monitoring page from the engine's process. Default true.
+    enabled: Bool = True
     #: Bind address; loopback by default so nothing is exposed unintentionally.
     #: Default ``"127.0.0.1"``.
     host: Annotated[Str, Field(min_length=1)] = "127.0.0.1"
@@ -262,7 +284,10 @@ class WebConfig(_Model):
     #: Name of the environment variable holding the bearer token. Default ``"OTRADE_TOKEN"``.
     token_env: Str = "OTRADE_TOKEN"
     #: Rate of state pushes to WebSocket clients, per second. Default 10.
-    push_hz: Annotated[Float, Field(gt=0)] = 10.0
+    push_hz: Annotated[Float, Field(gt=0, le=100)] = 10.0
+    #: Origins allowed by CORS; empty turns CORS off (the page is served same-origin).
+    #: Default empty.
+    cors_origins: tuple[Str, ...] = ()
 
     @field_validator("token_env")
     @classmethod

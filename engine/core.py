@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from engine.config import EngineConfig
-from engine.state import State
+from engine.state import PAUSE_OPERATOR, State
 from kernels import flatten_one, kill, layout, run_ticks
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ class Engine:
     def pause(self) -> None:
         """Stop new entries; exits keep running."""
         self._control("pause")
-        self.state.set_account_int(layout.A_PAUSED, 1)
+        self.state.set_pause(PAUSE_OPERATOR, True)
 
     def resume(self) -> None:
         """Lift a pause or halt (see ``State.resume``)."""

@@ -50,6 +50,8 @@ class Journal:
         # symbol -> reason of the last refusal journaled: a closed session refuses every signal
         # all night, and one line per run of the same reason says it (the state counts them all)
         self._refusing: dict[str, str] = {}
+        #: records ``submit_ns - recv_ns`` of every order line when set (a ``LatencyRing``)
+        self.latency = None
 
     def __call__(self, rows: np.ndarray, recv_ns: int) -> None:
         lines = []
@@ -72,13 +74,16 @@ class Journal:
             yield {"type": RISK, "event": kind, **record}
             return
         action = {"entry": "entry", "exit": "exit", "stop_moved": "modify"}[kind]
+        submit_ns = time.monotonic_ns()
+        if self.latency is not None and recv_ns:
+            self.latency.record(submit_ns - recv_ns)
         order = {
             "type": ORDER,
             "action": action,
             "tag": f"ot-{self.run_id}-{record['seq']}",
             **record,
             "recv_ns": recv_ns,
-            "submit_ns": time.monotonic_ns(),
+            "submit_ns": submit_ns,
         }
         yield order
         if action != "modify":

@@ -1,79 +1,208 @@
-"""Live paper trading in one uvloop process: the sim feed paced in real time.
+"""Live paper trading in one uvloop process: feed, engine, broker, journal and web together.
 
-The feed fills a preallocated batch every few milliseconds with the ticks due by then; the
-engine runs the batch in one kernel call; the journal records every order; a status line is
-printed every second. SIGINT or SIGTERM stop it cleanly with the journal flushed.
+The feed (the paced ``sim`` walk or the ``ws`` client) hands each batch or frame to the engine
+as one kernel call; the journal records every order; the web server (uvicorn's
+``Server.serve()`` as a task on the same loop) answers between batches; a status line is
+printed every second. SIGINT or SIGTERM stop it within a second with the journal flushed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import sys
 import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
 from typing import TextIO
 
+import numpy as np
+import orjson
 import uvloop
 
+from engine.backtest import TradeStats
 from engine.brokers.paper import PaperBroker
-from engine.config import EngineConfig
+from engine.config import ConfigError, EngineConfig, dump_config, parse_config
 from engine.core import Engine
+from engine.events import event_record, trade_records
 from engine.feeds.sim import SimFeed
 from engine.feeds.ticks import TickBatch
+from engine.feeds.ws import WsFeed
 from engine.journal import Journal, restore
+from engine.metrics import LatencyRing, RateMeter
 from engine.sessions import local_date
+from engine.state import PAUSE_FEED
 from kernels import layout
 
-#: seconds between feed polls: ticks due in that time go to the kernels as one batch
+#: seconds between sim feed polls: ticks due in that time go to the kernels as one batch
 POLL_S = 0.005
+#: closed trades kept for the page and ``/api/trades``
+RECENT_TRADES = 500
+#: order records kept for ``/api/orders``
+RECENT_ORDERS = 200
+#: seconds the web server gets to close its connections on stop
+WEB_STOP_S = 0.5
+
+#: an event listener takes one record: an engine event, a control action or a feed state
+Listener = Callable[[dict], None]
 
 
-class LiveRunner:
-    """Run the engine on the sim feed until stopped.
+class Runtime:
+    """Everything one live process runs: engine, paper broker, journal, feed and web.
 
     Parameters
     ----------
     cfg : EngineConfig
-        The validated configuration (paper broker, sim feed).
+        The validated configuration.
     out : TextIO
-        Where status lines go.
+        Where the start banner and status lines go.
     """
 
     def __init__(self, cfg: EngineConfig, out: TextIO = sys.stdout) -> None:
         self.cfg = cfg
         self.out = out
+        self.started = time.monotonic()
         self.engine = Engine(cfg)
         self.engine.paper = PaperBroker(self.engine)
         self.journal = Journal(cfg, self.engine.state.symbols)
+        self.order_latency = self.journal.latency = LatencyRing()
+        self.frame_latency = LatencyRing()
+        self.rate = RateMeter()
+        self.trades: deque[dict] = deque(maxlen=RECENT_TRADES)
+        self.orders: deque[dict] = deque(maxlen=RECENT_ORDERS)
+        self.stats = TradeStats()
+        #: called with every event, control and feed record (the web's WebSocket hub)
+        self.listeners: list[Listener] = []
         now = time.time_ns()
         self.restored = restore(self.engine.state, cfg.journal.path, local_date(now, cfg.session))
-        self.engine.sinks.append(self.journal)
-        self.engine.controls.append(self.journal.control)
-        instruments = cfg.instruments
-        self.feed = SimFeed(
-            [inst.symbol for inst in instruments],
-            [inst.tick_size for inst in instruments],
-            [inst.sim_start_price for inst in instruments],
-            seed=cfg.feed.seed,
-            ticks_per_second=cfg.feed.ticks_per_second,
-            step_ticks=cfg.feed.sim_step_ticks,
-            start_ts=now,
-        )
-        self.batch = TickBatch(cfg.state.chunk_ticks)
+        self.engine.sinks += [self.journal, self._on_events]
+        self.engine.controls += [self.journal.control, self._on_control]
+        self.feed: WsFeed | None = None
+        if cfg.feed.name == "ws":
+            self.feed = WsFeed(cfg.feed, self.engine.state.index, self.deliver, self._on_feed)
+            self.engine.state.set_pause(PAUSE_FEED, True)
         self.stop_event = asyncio.Event()
+        self.web = None
+
+    # -- feed side -----------------------------------------------------------------------------
+
+    def deliver(self, batch: TickBatch, n: int, recv_ns: int) -> None:
+        """Run ``n`` ticks of ``batch`` through the engine and record the frame's latency."""
+        self.engine.process(batch.idx, batch.price, batch.size, batch.ts, n, recv_ns)
+        self.frame_latency.record(time.monotonic_ns() - recv_ns)
+
+    def feed_state(self) -> str:
+        """Return the feed's state: ``running`` for the sim feed, else the ws client's."""
+        return "running" if self.feed is None else self.feed.state
+
+    def _on_feed(self, state: str) -> None:
+        self.engine.state.set_pause(PAUSE_FEED, state != "connected")
+        self.journal.control("feed", state=state, url=self.cfg.feed.url)
+        self._publish({"type": "feed", "state": state})
+
+    # -- events --------------------------------------------------------------------------------
+
+    def _on_events(self, rows: np.ndarray, recv_ns: int) -> None:
+        symbols = self.engine.state.symbols
+        for trade in trade_records(rows, symbols):
+            self.stats.add(trade["pnl"])
+            self.trades.append(trade)
+        for row in rows:
+            record = event_record(row, symbols)
+            if record["type"] in ("entry", "exit", "stop_moved"):
+                self.orders.append(record)
+            self._publish(record)
+
+    def _on_control(self, action: str, **fields) -> None:
+        self._publish({"type": "control", "action": action, **fields})
+
+    def _publish(self, record: dict) -> None:
+        for listener in self.listeners:
+            listener(record)
+
+    # -- operator ------------------------------------------------------------------------------
+
+    async def control(self, action: str, symbol: str | None = None) -> None:
+        """Apply an operator action: ``pause``, ``resume``, ``kill`` or ``flatten``.
+
+        ``kill`` also cancels every working paper order, so nothing leaves until ``resume``.
+
+        Raises
+        ------
+        KeyError
+            When ``symbol`` is not traded.
+        """
+        engine = self.engine
+        if action == "pause":
+            engine.pause()
+        elif action == "resume":
+            engine.resume()
+        elif action == "kill":
+            engine.kill()
+            await engine.paper.cancel_all()
+        elif action == "flatten":
+            if symbol is not None and symbol not in engine.state.index:
+                raise KeyError(symbol)
+            engine.flatten(symbol)
+        else:
+            raise ValueError(f"unknown control action {action!r}")
+
+    def patch_strategy(self, changes: dict) -> EngineConfig:
+        """Validate ``{"strategy": {...}, "bracket": {...}}`` and apply it from the next tick.
+
+        Raises
+        ------
+        ConfigError
+            Naming the first bad field; nothing is applied.
+        """
+        unknown = set(changes) - {"strategy", "bracket"}
+        if unknown:
+            name = sorted(unknown)[0]
+            raise ConfigError(f"{name}: only strategy and bracket can change", path=name)
+        merged = orjson.loads(dump_config(self.cfg))
+        for section, values in changes.items():
+            if not isinstance(values, dict):
+                raise ConfigError(f"{section}: must be an object", path=section)
+            merged[section].update(values)
+        cfg = parse_config(orjson.dumps(merged), "PATCH /api/strategy")
+        self.cfg = self.engine.cfg = cfg
+        self.engine.state.apply_strategy(cfg)
+        self.journal.control("strategy", changes=changes)
+        self._on_control("strategy", changes=changes)
+        return cfg
+
+    # -- the loop ------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Feed, trade and report until ``stop()``; then journal the stop and close."""
+        """Feed, trade, serve and report until ``stop()``; then journal the stop and close."""
+        if self.cfg.web.enabled:
+            from web.server import WebServer
+
+            try:
+                self.web = WebServer(self)
+            except BaseException:
+                self.journal.close()
+                raise
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self.stop)
         self.journal.control("start", restored=self.restored)
-        status = asyncio.create_task(self._report())
+        tasks = [asyncio.create_task(self._report())]
+        if self.web is not None:
+            await self.web.start()
+        feed = self.feed.run() if self.feed is not None else self._sim()
+        tasks.append(asyncio.create_task(feed))
         try:
-            await self._feed()
+            await self.stop_event.wait()
         finally:
-            status.cancel()
+            if self.feed is not None:
+                self.feed.stop()
+            if self.web is not None:
+                await self.web.stop(WEB_STOP_S)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             self.journal.control("stop", ticks=self.engine.state.account_int(layout.A_TICKS))
             self.journal.close()
 
@@ -81,31 +210,39 @@ class LiveRunner:
         """Ask the loop to stop after the batch in flight."""
         self.stop_event.set()
 
-    async def _feed(self) -> None:
-        rate = self.cfg.feed.ticks_per_second
-        batch, engine = self.batch, self.engine
+    async def _sim(self) -> None:
+        cfg = self.cfg
+        instruments = cfg.instruments
+        feed = SimFeed(
+            [inst.symbol for inst in instruments],
+            [inst.tick_size for inst in instruments],
+            [inst.sim_start_price for inst in instruments],
+            seed=cfg.feed.seed,
+            ticks_per_second=cfg.feed.ticks_per_second,
+            step_ticks=cfg.feed.sim_step_ticks,
+            start_ts=time.time_ns(),
+        )
+        batch = TickBatch(cfg.state.chunk_ticks)
+        rate = cfg.feed.ticks_per_second
         started = time.monotonic()
-        while not self.stop_event.is_set():
-            due = int((time.monotonic() - started) * rate) - self.feed.ticks_emitted
-            n = self.feed.fill(batch, min(max(due, 0), batch.idx.shape[0]))
-            engine.process(batch.idx, batch.price, batch.size, batch.ts, n, time.monotonic_ns())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stop_event.wait(), POLL_S)
+        while True:
+            due = int((time.monotonic() - started) * rate) - feed.ticks_emitted
+            n = feed.fill(batch, min(max(due, 0), batch.capacity))
+            if n:
+                self.deliver(batch, n, time.monotonic_ns())
+            await asyncio.sleep(POLL_S)
 
     async def _report(self) -> None:
         state = self.engine.state
-        last_ticks, last_time = state.account_int(layout.A_TICKS), time.monotonic()
         while True:
             await asyncio.sleep(1.0)
-            ticks, now = state.account_int(layout.A_TICKS), time.monotonic()
-            rate = (ticks - last_ticks) / (now - last_time)
-            last_ticks, last_time = ticks, now
-            print(status_line(self.engine, rate), file=self.out, flush=True)
+            rate = self.rate.sample(state.account_int(layout.A_TICKS))
+            print(status_line(self, rate), file=self.out, flush=True)
 
 
-def status_line(engine: Engine, ticks_per_s: float) -> str:
-    """Return the one-line status: ticks/s, positions, P&L and halts."""
-    state = engine.state
+def status_line(runtime: Runtime, ticks_per_s: float) -> str:
+    """Return the one-line status: ticks/s, positions, P&L, feed and halts."""
+    state = runtime.engine.state
     held = [
         f"{symbol} {p['side']} {p['qty']}@{p['entry_price']:g}"
         for symbol, p in state.positions().items()
@@ -117,6 +254,7 @@ def status_line(engine: Engine, ticks_per_s: float) -> str:
         f" unrealized {state.account(layout.A_UNREALIZED):.2f}"
         f" day {state.account(layout.A_DAY_PNL):.2f}"
         f" | session {'open' if state.session_open(time.time_ns()) else 'closed'}"
+        f" | feed {runtime.feed_state()}"
         f" | halt {state.halt_reason() or 'none'}"
     )
 
@@ -125,13 +263,19 @@ def run_live(cfg: EngineConfig, out: TextIO = sys.stdout) -> None:
     """Run live paper trading on uvloop until SIGINT or SIGTERM."""
 
     async def main() -> None:
-        runner = LiveRunner(cfg, out)
+        runtime = Runtime(cfg, out)
+        feed = "the sim feed" if runtime.feed is None else cfg.feed.url
         print(
-            f"otrade: paper trading {', '.join(runner.engine.state.symbols)} on the sim feed;"
-            f" journal {cfg.journal.path}; restored {runner.restored}",
+            f"otrade: paper trading {', '.join(runtime.engine.state.symbols)} on {feed};"
+            f" journal {cfg.journal.path}; restored {runtime.restored}",
             file=out,
             flush=True,
         )
-        await runner.run()
+        await runtime.run()
 
     uvloop.run(main())
+
+
+def token_dir(cfg: EngineConfig) -> Path:
+    """Return where a generated web token is written: beside the journal (``var/``)."""
+    return Path(cfg.journal.path).parent

@@ -15,6 +15,10 @@ from kernels import layout
 _INT64_MIN = np.iinfo(np.int64).min
 #: nanoseconds in a day (ignoring daylight saving, which only widens the margin)
 DAY_NS = 86_400_000_000_000
+#: bit of ``A_PAUSED`` set by the operator's pause, cleared by resume
+PAUSE_OPERATOR = 1
+#: bit of ``A_PAUSED`` set while the live feed is disconnected or stale, cleared by its ticks
+PAUSE_FEED = 2
 
 
 class State:
@@ -41,12 +45,39 @@ class State:
 
     def _write_parameters(self) -> None:
         cfg, book, ints = self.cfg, self.book, self.ints
-        strategy, bracket, risk = cfg.strategy, cfg.bracket, cfg.risk
+        risk = cfg.risk
         for i, inst in enumerate(cfg.instruments):
             row = book[i]
             row[layout.I_TICK_SIZE] = inst.tick_size
             row[layout.I_LOT_SIZE] = inst.lot_size
             row[layout.I_POINT_VALUE] = inst.point_value
+            row[layout.I_SLIPPAGE_TICKS] = cfg.broker.slippage_ticks
+            row[layout.I_MAX_POSITION] = risk.max_position
+            row[layout.I_ATR] = np.nan
+            row[layout.I_RSI] = np.nan
+            ints[i, layout.I_LAST_TS] = _INT64_MIN
+        self.apply_strategy(cfg)
+        acct = book[self.acct]
+        acct[layout.A_DAILY_LOSS_LIMIT] = risk.daily_loss_limit or np.inf
+        acct[layout.A_MAX_LOSS_LIMIT] = risk.max_loss_limit or np.inf
+        acct[layout.A_MAX_ORDERS_PER_SEC] = risk.max_orders_per_second
+        ints[self.acct, layout.A_N_INST] = self.n
+        ints[self.acct, layout.A_EVENT_CAP] = self.events.shape[0]
+        ints[self.acct, layout.A_SESSION_ROW] = self.n
+        ints[self.acct, layout.A_SESSION_END] = self.n + 1
+        ints[self.acct, layout.A_CALENDAR_END] = _INT64_MIN  # empty until ensure_calendar
+
+    def apply_strategy(self, cfg: EngineConfig) -> None:
+        """Write ``cfg``'s strategy and bracket parameters into every instrument row.
+
+        Market data, indicators and positions are kept, so a change applied between ticks takes
+        effect from the next tick: EMAs continue from their current values with the new
+        periods, and an open bracket keeps its levels until its next move.
+        """
+        strategy, bracket = cfg.strategy, cfg.bracket
+        self.cfg = cfg
+        for i in range(self.n):
+            row = self.book[i]
             row[layout.I_ALPHA_FAST] = 2.0 / (strategy.fast + 1)
             row[layout.I_ALPHA_SLOW] = 2.0 / (strategy.slow + 1)
             row[layout.I_SLOW] = strategy.slow
@@ -60,21 +91,7 @@ class State:
             row[layout.I_BREAKEVEN_TICKS] = bracket.breakeven_ticks
             row[layout.I_TARGET_ATR] = bracket.target_atr
             row[layout.I_STOP_ATR] = bracket.stop_atr
-            row[layout.I_SLIPPAGE_TICKS] = cfg.broker.slippage_ticks
-            row[layout.I_MAX_POSITION] = risk.max_position
-            row[layout.I_ATR] = np.nan
-            row[layout.I_RSI] = np.nan
-            ints[i, layout.I_LAST_TS] = _INT64_MIN
-            ints[i, layout.I_BAR_NS] = strategy.bar_seconds * 1_000_000_000
-        acct = book[self.acct]
-        acct[layout.A_DAILY_LOSS_LIMIT] = risk.daily_loss_limit or np.inf
-        acct[layout.A_MAX_LOSS_LIMIT] = risk.max_loss_limit or np.inf
-        acct[layout.A_MAX_ORDERS_PER_SEC] = risk.max_orders_per_second
-        ints[self.acct, layout.A_N_INST] = self.n
-        ints[self.acct, layout.A_EVENT_CAP] = self.events.shape[0]
-        ints[self.acct, layout.A_SESSION_ROW] = self.n
-        ints[self.acct, layout.A_SESSION_END] = self.n + 1
-        ints[self.acct, layout.A_CALENDAR_END] = _INT64_MIN  # empty until ensure_calendar
+            self.ints[i, layout.I_BAR_NS] = strategy.bar_seconds * 1_000_000_000
 
     # -- session calendar ----------------------------------------------------------------------
 
@@ -138,21 +155,34 @@ class State:
         return bool(row[layout.S_OPEN] <= ts < closes)
 
     def halt_reason(self) -> str | None:
-        """Return why entries are stopped (halt, day loss limit, pause), or None."""
+        """Return why entries are stopped (halt, day loss limit, pause, feed), or None."""
         for column in (layout.A_HALT, layout.A_DAY_HALT):
             code = self.account_int(column)
             if code:
                 return layout.GATE_REASONS[code]
-        return "paused" if self.account_int(layout.A_PAUSED) else None
+        paused = self.account_int(layout.A_PAUSED)
+        if paused & PAUSE_OPERATOR:
+            return "paused"
+        return "feed" if paused & PAUSE_FEED else None
+
+    def paused(self) -> bool:
+        """Return whether the operator paused entries."""
+        return bool(self.account_int(layout.A_PAUSED) & PAUSE_OPERATOR)
+
+    def set_pause(self, bit: int, on: bool) -> None:
+        """Set or clear one pause bit (``PAUSE_OPERATOR`` or ``PAUSE_FEED``)."""
+        paused = self.account_int(layout.A_PAUSED)
+        self.set_account_int(layout.A_PAUSED, paused | bit if on else paused & ~bit)
 
     def resume(self) -> None:
-        """Lift an operator or max-loss halt and the pause; the loss window restarts here.
+        """Lift an operator or max-loss halt and the operator's pause.
 
-        The running equity peak is reset to the current equity, otherwise the same drawdown
+        A feed pause stays until the feed's ticks flow again. The loss window restarts here:
+        the running equity peak is reset to the current equity, otherwise the same drawdown
         would halt again on the next tick.
         """
         self.set_account_int(layout.A_HALT, 0)
-        self.set_account_int(layout.A_PAUSED, 0)
+        self.set_pause(PAUSE_OPERATOR, False)
         self.book[self.acct, layout.A_PEAK] = self.book[self.acct, layout.A_EQUITY]
         self.book[self.acct, layout.A_DRAWDOWN] = 0.0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import socket
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -147,3 +148,10 @@ class EventLog:
 
     def trades(self) -> list[dict]:
         return trade_records(self.rows, self.symbols)
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

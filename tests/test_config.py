@@ -192,8 +192,8 @@ def test_literal() -> None:
     assert message_of({"broker": {"name": "kyte"}}) == (
         "broker.name: must be one of 'paper', got 'kyte'"
     )
-    assert message_of({"feed": {"name": "ws"}}) == (
-        "feed.name: must be one of 'sim', 'replay', got 'ws'"
+    assert message_of({"feed": {"name": "kite"}}) == (
+        "feed.name: must be one of 'sim', 'replay', 'ws', got 'kite'"
     )
 
 

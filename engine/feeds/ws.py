@@ -1,0 +1,202 @@
+"""The ``ws`` feed: a picows client speaking the generic JSON tick protocol.
+
+Each text frame holds one tick object ``{"s": "NIFTY", "p": 22150.25, "q": 75, "t": <ns>}`` or
+an array of them. A frame is parsed straight into the columns of a preallocated
+:class:`~engine.feeds.ticks.TickBatch` and handed to the engine as one kernel call, so the only
+per-tick Python objects are the parser's own. Frames the protocol cannot carry (bad JSON,
+binary, oversized, fragmented, wrong types) are dropped and counted by reason; unknown symbols
+go through as instrument ``-1`` so the kernels count them with the other refused ticks.
+
+The connection is kept up with jittered exponential backoff. The feed reports its state
+(``connecting``, ``connected``, ``stale``, ``disconnected``) through a callback; the runtime
+pauses entries whenever the state is not ``connected`` with ticks flowing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+
+import orjson
+from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+from engine.config_models import FeedConfig
+from engine.feeds.frames import FRAME_REJECTS, decode_frame, fill_batch
+from engine.feeds.ticks import TickBatch
+
+log = logging.getLogger("otrade.feed")
+
+#: first reconnect delay, seconds; doubles per failed attempt up to BACKOFF_MAX_S
+BACKOFF_START_S = 0.1
+#: longest reconnect delay, seconds
+BACKOFF_MAX_S = 5.0
+#: ticks a single frame may carry before it is split over several kernel calls
+FRAME_BATCH_TICKS = 4096
+
+#: a delivery takes the filled batch, its tick count and the frame's receive stamp
+Deliver = Callable[[TickBatch, int, int], None]
+
+
+class WsFeed:
+    """Connect to ``feed.url`` and deliver every text frame's ticks as one batch.
+
+    Parameters
+    ----------
+    cfg : FeedConfig
+        ``url``, ``subscribe``, ``stale_after_s`` and ``max_frame_bytes``.
+    index : dict of str to int
+        Instrument row by symbol.
+    deliver : Deliver
+        Runs a batch through the engine (between frames, on the loop).
+    on_state : callable
+        Called with the new state name whenever it changes.
+    """
+
+    def __init__(
+        self,
+        cfg: FeedConfig,
+        index: dict[str, int],
+        deliver: Deliver,
+        on_state: Callable[[str], None],
+    ) -> None:
+        self.cfg = cfg
+        self.index = index
+        self.deliver = deliver
+        self.on_state = on_state
+        self.batch = TickBatch(FRAME_BATCH_TICKS)
+        self.state = "connecting"
+        #: frames dropped, by reason (``FRAME_REJECTS``)
+        self.rejected = dict.fromkeys(FRAME_REJECTS, 0)
+        self.frames = 0
+        self.reconnects = 0
+        #: ``time.monotonic()`` of the last frame that carried ticks, None before the first
+        self.last_tick_at: float | None = None
+        self._transport: WSTransport | None = None
+        self._in_fragment = False
+        self._stopping = False
+
+    def rejected_frames(self) -> dict[str, int]:
+        """Return the dropped frames by reason, nonzero reasons only."""
+        return {reason: count for reason, count in self.rejected.items() if count}
+
+    def last_tick_age(self) -> float | None:
+        """Return seconds since the last tick arrived, or None before the first."""
+        return None if self.last_tick_at is None else time.monotonic() - self.last_tick_at
+
+    async def run(self) -> None:
+        """Connect, stream and reconnect until ``stop()``."""
+        attempt = 0
+        watchdog = asyncio.create_task(self._watch_staleness())
+        try:
+            while not self._stopping:
+                try:
+                    transport, _ = await ws_connect(
+                        lambda: _Listener(self),
+                        self.cfg.url,
+                        max_frame_size=self.cfg.max_frame_bytes * 4,
+                        enable_auto_pong=True,
+                    )
+                except (TimeoutError, OSError, Exception) as error:  # noqa: BLE001
+                    # any failure to connect is retried: the feed's server may be restarting
+                    log.debug("feed connect to %s failed: %s", self.cfg.url, error)
+                else:
+                    attempt = 0
+                    await transport.wait_disconnected()
+                if self._stopping:
+                    break
+                self.reconnects += 1
+                delay = min(BACKOFF_MAX_S, BACKOFF_START_S * 2**attempt)
+                attempt = min(attempt + 1, 16)
+                # jitter spreads reconnects of many clients after a server restart
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+        finally:
+            watchdog.cancel()
+
+    def stop(self) -> None:
+        """Close the connection and stop reconnecting."""
+        self._stopping = True
+        if self._transport is not None:
+            self._transport.disconnect()
+
+    def _set_state(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            self.on_state(state)
+
+    async def _watch_staleness(self) -> None:
+        stale_after = self.cfg.stale_after_s
+        connected_at = time.monotonic()
+        while True:
+            await asyncio.sleep(min(stale_after / 4, 0.25))
+            if self.state != "connected":
+                connected_at = time.monotonic()
+                continue
+            since = self.last_tick_at if self.last_tick_at is not None else connected_at
+            if time.monotonic() - max(since, connected_at) > stale_after:
+                self._set_state("stale")
+
+    # -- picows callbacks ------------------------------------------------------------------------
+
+    def _connected(self, transport: WSTransport) -> None:
+        self._transport = transport
+        self._in_fragment = False
+        if self.cfg.subscribe is not None:
+            transport.send(WSMsgType.TEXT, orjson.dumps(self.cfg.subscribe))
+        self._set_state("connected")
+
+    def _disconnected(self) -> None:
+        self._transport = None
+        self._set_state("disconnected")
+
+    def _frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        recv_ns = time.monotonic_ns()
+        kind = frame.msg_type
+        if kind == WSMsgType.TEXT:
+            if not frame.fin:
+                self._in_fragment = True
+                self.rejected["fragmented"] += 1
+            elif frame.payload_size > self.cfg.max_frame_bytes:
+                self.rejected["oversized"] += 1
+            else:
+                self._ticks(frame.get_payload_as_memoryview(), recv_ns)
+        elif kind == WSMsgType.CONTINUATION:
+            if frame.fin:
+                self._in_fragment = False
+        elif kind == WSMsgType.BINARY:
+            self.rejected["binary"] += 1
+            self._in_fragment = not frame.fin
+        elif kind == WSMsgType.CLOSE:
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+
+    def _ticks(self, payload: memoryview, recv_ns: int) -> None:
+        self.frames += 1
+        ticks = decode_frame(payload, self.rejected)
+        if ticks is None:
+            return
+        batch, start = self.batch, 0
+        while start < len(ticks):
+            # a frame larger than the batch runs as several kernel calls, in order
+            n, start = fill_batch(ticks, start, self.index, batch, self.rejected)
+            if n:
+                self.last_tick_at = time.monotonic()
+                if self.state != "connected":
+                    self._set_state("connected")
+                self.deliver(batch, n, recv_ns)
+
+
+class _Listener(WSListener):
+    def __init__(self, feed: WsFeed) -> None:
+        self.feed = feed
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.feed._connected(transport)
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        self.feed._frame(transport, frame)
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.feed._disconnected()

@@ -1,0 +1,50 @@
+"""Latency samples and tick rates for the live status, in preallocated rings."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+#: latency samples kept; percentiles describe the most recent ones
+LATENCY_SAMPLES = 8192
+
+
+class LatencyRing:
+    """The last ``LATENCY_SAMPLES`` latencies in nanoseconds; recording allocates nothing."""
+
+    def __init__(self, capacity: int = LATENCY_SAMPLES) -> None:
+        self.samples = np.zeros(capacity, np.int64)
+        self.count = 0
+
+    def record(self, nanoseconds: int) -> None:
+        """Add one sample, overwriting the oldest when full."""
+        self.samples[self.count % self.samples.shape[0]] = nanoseconds
+        self.count += 1
+
+    def percentiles_us(self) -> dict[str, float | None]:
+        """Return p50 and p99 of the kept samples in microseconds (None before any)."""
+        kept = self.samples[: min(self.count, self.samples.shape[0])]
+        if kept.shape[0] == 0:
+            return {"p50": None, "p99": None}
+        p50, p99 = np.percentile(kept, (50, 99))
+        return {"p50": round(float(p50) / 1e3, 2), "p99": round(float(p99) / 1e3, 2)}
+
+
+class RateMeter:
+    """Ticks per second over the last sampling interval, read without a background task."""
+
+    def __init__(self, min_interval_s: float = 0.5) -> None:
+        self.min_interval_s = min_interval_s
+        self._last_count = 0
+        self._last_time = time.monotonic()
+        self.rate = 0.0
+
+    def sample(self, count: int) -> float:
+        """Return the rate of ``count`` growth, updated at most every ``min_interval_s``."""
+        now = time.monotonic()
+        elapsed = now - self._last_time
+        if elapsed >= self.min_interval_s:
+            self.rate = (count - self._last_count) / elapsed
+            self._last_count, self._last_time = count, now
+        return self.rate
