@@ -9,6 +9,7 @@ printed every second. SIGINT or SIGTERM stop it within a second with the journal
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import sys
 import time
@@ -188,6 +189,10 @@ class Runtime:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self.stop)
         self.journal.control("start", restored=self.restored)
+        # everything built so far lives as long as the process: keeping it out of the
+        # collector's generations spares the ticks a full collection of it (tens of ms here)
+        gc.collect()
+        gc.freeze()
         tasks = [asyncio.create_task(self._report())]
         if self.web is not None:
             await self.web.start()
