@@ -88,3 +88,25 @@ def event_record(row: np.ndarray, symbols: tuple[str, ...]) -> dict:
     elif kind in (layout.K_REFUSED, layout.K_HALT):
         record["reason"] = layout.GATE_REASONS[int(row[layout.E_REASON])]
     return record
+
+
+class RefusalFilter:
+    """Keep the first refusal of a run of the same reason per symbol; an entry ends the run.
+
+    A closed session or a pause refuses every signal, and one record per run says it (the
+    state counts them all).
+    """
+
+    def __init__(self) -> None:
+        self._reason: dict[str | None, str] = {}
+
+    def keep(self, record: dict) -> bool:
+        """Return whether ``record`` (an ``event_record``) should be passed on."""
+        kind, symbol = record["type"], record.get("symbol")
+        if kind == "refused":
+            if self._reason.get(symbol) == record["reason"]:
+                return False
+            self._reason[symbol] = record["reason"]
+        elif kind == "entry":
+            self._reason.pop(symbol, None)
+        return True

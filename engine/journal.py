@@ -19,7 +19,7 @@ import numpy as np
 import orjson
 
 from engine.config import EngineConfig
-from engine.events import event_record
+from engine.events import RefusalFilter, event_record
 from engine.sessions import local_date
 from engine.state import State
 from kernels import layout
@@ -47,9 +47,7 @@ class Journal:
         self.fsync = cfg.journal.fsync
         self._file = open(self.path, "ab")  # noqa: SIM115 - lives as long as the journal
         self.run_id = f"{time.time_ns() // 1_000_000:x}"
-        # symbol -> reason of the last refusal journaled: a closed session refuses every signal
-        # all night, and one line per run of the same reason says it (the state counts them all)
-        self._refusing: dict[str, str] = {}
+        self._refusals = RefusalFilter()
         #: records ``submit_ns - recv_ns`` of every order line when set (a ``LatencyRing``)
         self.latency = None
 
@@ -61,14 +59,9 @@ class Journal:
         self.flush()
 
     def _lines(self, record: dict, recv_ns: int) -> Iterator[dict]:
+        if not self._refusals.keep(record):
+            return
         kind = record.pop("type")
-        symbol = record.get("symbol")
-        if kind == "refused":
-            if self._refusing.get(symbol) == record["reason"]:
-                return
-            self._refusing[symbol] = record["reason"]
-        elif kind == "entry":
-            self._refusing.pop(symbol, None)
         record["day"] = local_date(record["tick_t"], self.session).isoformat()
         if kind in ("refused", "halt"):
             yield {"type": RISK, "event": kind, **record}

@@ -26,7 +26,7 @@ from engine.backtest import TradeStats
 from engine.brokers.paper import PaperBroker
 from engine.config import ConfigError, EngineConfig, dump_config, parse_config
 from engine.core import Engine
-from engine.events import event_record, trade_records
+from engine.events import RefusalFilter, event_record, trade_records
 from engine.feeds.sim import SimFeed
 from engine.feeds.ticks import TickBatch
 from engine.feeds.ws import WsFeed
@@ -75,6 +75,7 @@ class Runtime:
         self.stats = TradeStats()
         #: called with every event, control and feed record (the web's WebSocket hub)
         self.listeners: list[Listener] = []
+        self._refusals = RefusalFilter()
         now = time.time_ns()
         self.restored = restore(self.engine.state, cfg.journal.path, local_date(now, cfg.session))
         self.engine.sinks += [self.journal, self._on_events]
@@ -113,7 +114,8 @@ class Runtime:
             record = event_record(row, symbols)
             if record["type"] in ("entry", "exit", "stop_moved"):
                 self.orders.append(record)
-            self._publish(record)
+            if self._refusals.keep(record):
+                self._publish(record)
 
     def _on_control(self, action: str, **fields) -> None:
         self._publish({"type": "control", "action": action, **fields})
