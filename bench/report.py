@@ -486,6 +486,7 @@ def render(doc: dict, benches: dict[str, Bench], notes: str, source: str) -> str
         pipeline_section(benches),
         kernels_section(benches),
         process_section(benches),
+        live_section(benches),
         all_section(benches),
     ):
         if section:
@@ -529,6 +530,100 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(text, encoding="utf-8")
     print(f"report: wrote {out}")
     return 0
+
+
+# -- the live runtime: bench_latency.py and bench_web.py (numbers in extra_info) ----------------
+
+
+def _us(value: float | None) -> str:
+    return "n/a" if value is None else fmt_time(value / 1e6)
+
+
+def _measured(target: dict) -> str:
+    value, unit = target.get("measured"), target.get("unit", "")
+    if value is None:
+        return "n/a"
+    if unit == "µs":
+        return _us(value)
+    return f"{value:,.1f} {unit}" if unit != "x" else f"{value:.2f}x"
+
+
+def _rate(value: float | None) -> str:
+    return "n/a" if value is None else fmt_rate(value)
+
+
+def live_section(b: dict[str, Bench]) -> list[str]:
+    """Return the live latency, rate and web tables, and their targets."""
+    kinds = {k: [x for x in b.values() if x.extra.get("kind") == k] for k in LIVE_KINDS}
+    if not any(kinds.values()):
+        return []
+    status = {True: "met", False: "**missed**", None: "not run"}
+    lines = ["## Live runtime", ""]
+    goals = [
+        [f"`{x.name}`", name, t["goal"], _measured(t), status[t["met"]]]
+        for x in (x for group in kinds.values() for x in group)
+        for name, t in x.extra.get("targets", {}).items()
+    ]
+    lines += [*table(["Benchmark", "Target", "Goal", "Measured", "Status"], goals, "lllrr"), ""]
+    rows = []
+    for x in kinds["live_latency"]:
+        e, s, r = x.extra, x.extra["send_submit_us"], x.extra["recv_submit_us"]
+        rows.append(
+            [f"{e['case']}", e["placement"], str(s["n"])]
+            + [_us(s[k]) for k in ("p50", "p90", "p99", "p99.9", "max")]
+            + [_us(r["p50"]), _us(r["p99"])]
+        )
+    if rows:
+        head = ["Case", "Placement", "Orders", "p50", "p90", "p99", "p99.9", "max"]
+        head += ["recv p50", "recv p99"]
+        lines += [
+            "Tick to order (`bench/bench_latency.py`): sender stamp -> journal `submit_ns`, then "
+            "the engine-internal `recv_ns` -> `submit_ns`. Case = ticks/s (x100: 100-tick "
+            "frames).",
+            "",
+            *table(head, rows, "ll" + "r" * (len(head) - 2)),
+            "",
+        ]
+    for x in kinds["live_rate"]:
+        e = x.extra
+        steps = ", ".join(
+            f"{_rate(s['rate'])} {'ok' if s['sustained'] else 'lags'}" for s in e["steps"]
+        )
+        lines.append(
+            f"- Sustained rate, {e['frames']} frames: flood capacity {_rate(e['capacity'])}, "
+            f"highest paced rate without a growing backlog {_rate(e['max_sustained'])} "
+            f"(steps: {steps})."
+        )
+    for x in kinds["web_status"]:
+        e = x.extra
+        lines.append(
+            f"- `/api/status` with ticks at {_rate(e['tick_rate'])} in {e['frames']} frames "
+            f"(engine processed {_rate(e.get('engine_ticks_per_s'))}): "
+            f"{e['requests_per_s']:,.0f} req/s on {e['connections']} connections, request "
+            f"p50 {_us(e['request_us']['p50'])}, p99 {_us(e['request_us']['p99'])}."
+        )
+    for x in kinds["web_ws"]:
+        e = x.extra
+        none, loaded = e["none"]["send_submit_us"], e["loaded"]["send_submit_us"]
+        lines.append(
+            f"- {e['clients']} `/ws` clients at {e['push_hz']:g} Hz, ticks at "
+            f"{_rate(e['tick_rate'])}: tick-to-order p99 {_us(loaded['p99'])} vs "
+            f"{_us(none['p99'])} without ({e['p99_ratio']}x); p50 {_us(loaded['p50'])} vs "
+            f"{_us(none['p50'])}; {e['loaded']['messages']:,} messages received."
+        )
+    for x in kinds["web_rss"]:
+        e = x.extra
+        lines.append(
+            f"- RSS over {e['seconds']:g} s at {_rate(e['tick_rate'])}: first "
+            f"{e['first_mib']} MiB, last {e['last_mib']} MiB, max {e['max_mib']} MiB; after "
+            f"warm-up it moved {e['steady_range_mib']} MiB, slope "
+            f"{e['slope_mib_per_min']} MiB/min."
+        )
+    return lines
+
+
+#: ``extra_info["kind"]`` of the live benchmarks
+LIVE_KINDS = ("live_latency", "live_rate", "web_status", "web_ws", "web_rss")
 
 
 if __name__ == "__main__":

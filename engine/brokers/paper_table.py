@@ -134,6 +134,10 @@ class OrderTable:
         oco : int, optional
             The OCO group in place of the request's (a bracket's exits).
         """
+        if not self._slot_of:
+            # the matcher skipped the ticks while the table was empty: its stale marks catch
+            # up with the engine's, which refuses the same ticks
+            self.lists[:, kp.LIST_LAST_TS] = self.state.ints[: self.state.n, layout.I_LAST_TS]
         number, order_id = self._new_id()
         parent_id = None
         status = kp.OS_WORKING
@@ -269,6 +273,8 @@ class OrderTable:
             Empties the engine's event ring; called after every ``match_ticks`` call, which
             stops early when the ring is nearly full.
         """
+        if not self._slot_of:
+            return  # nothing can fill: spare the live path a kernel call per frame
         book, events = self.state.book, self.state.events
         self.counters[kp.C_CUR_K] = -1
         start = 0
