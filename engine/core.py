@@ -67,10 +67,13 @@ class Engine:
         if n <= 0:
             return
         state = self.state
-        state.ensure_calendar(int(ts[0]), int(ts[0]))
+        first_ts = int(ts[0])
+        if first_ts >= state.calendar_end:
+            state.ensure_calendar(first_ts, first_ts)
+        book, events = state.book, state.events
         start = 0
         while start < n:
-            start = run_ticks(state.book, state.events, idx, price, size, ts, start, n)
+            start = run_ticks(book, events, idx, price, size, ts, start, n)
             self.drain(recv_ns)
             if start < n:
                 state.ensure_calendar(int(ts[start]), int(ts[start]))

@@ -2,7 +2,8 @@
 
 Every order, fill, risk and control event is one line with a ``type`` field. Order lines
 carry ``tick_t`` (the causing tick's ts), ``recv_ns`` (when its batch arrived) and
-``submit_ns`` (when the order left), both ``time.monotonic_ns()``, and a unique ``tag``.
+``submit_ns`` (when the kernels' orders reached the journal, the paper broker's submission,
+before their lines are formatted), both ``time.monotonic_ns()``, and a unique ``tag``.
 Lines are written before the next batch runs, so a killed process loses at most the lines of
 the batch in flight.
 """
@@ -52,13 +53,15 @@ class Journal:
         self.latency = None
 
     def __call__(self, rows: np.ndarray, recv_ns: int) -> None:
+        # the orders leave the engine now, in this block: the lines are only their record
+        submit_ns = time.monotonic_ns()
         lines = []
         for row in rows:
-            lines.extend(self._lines(event_record(row, self.symbols), recv_ns))
+            lines.extend(self._lines(event_record(row, self.symbols), recv_ns, submit_ns))
         self._file.write(b"".join(orjson.dumps(line) + b"\n" for line in lines))
         self.flush()
 
-    def _lines(self, record: dict, recv_ns: int) -> Iterator[dict]:
+    def _lines(self, record: dict, recv_ns: int, submit_ns: int) -> Iterator[dict]:
         if not self._refusals.keep(record):
             return
         kind = record.pop("type")
@@ -67,7 +70,6 @@ class Journal:
             yield {"type": RISK, "event": kind, **record}
             return
         action = {"entry": "entry", "exit": "exit", "stop_moved": "modify"}[kind]
-        submit_ns = time.monotonic_ns()
         if self.latency is not None and recv_ns:
             self.latency.record(submit_ns - recv_ns)
         order = {

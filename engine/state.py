@@ -66,6 +66,8 @@ class State:
         ints[self.acct, layout.A_SESSION_ROW] = self.n
         ints[self.acct, layout.A_SESSION_END] = self.n + 1
         ints[self.acct, layout.A_CALENDAR_END] = _INT64_MIN  # empty until ensure_calendar
+        #: ``A_CALENDAR_END`` as a Python int, so the per-batch check costs no array read
+        self.calendar_end = _INT64_MIN
 
     def apply_strategy(self, cfg: EngineConfig) -> None:
         """Write ``cfg``'s strategy and bracket parameters into every instrument row.
@@ -117,6 +119,7 @@ class State:
         ints[self.acct, layout.A_SESSION_ROW] = self.n
         ints[self.acct, layout.A_SESSION_END] = self.acct
         ints[self.acct, layout.A_CALENDAR_END] = self.calendar[-1, layout.S_DAY_END]
+        self.calendar_end = int(ints[self.acct, layout.A_CALENDAR_END])
 
     # -- account and control ---------------------------------------------------------------------
 
