@@ -27,6 +27,8 @@ from kernels import layout
 
 #: journal line types
 ORDER, FILL, RISK, CONTROL = "order", "fill", "risk", "control"
+#: nanoseconds in a quarter hour, the finest step of any time zone's offset
+QUARTER_HOUR_NS = 900_000_000_000
 
 
 class Journal:
@@ -49,25 +51,40 @@ class Journal:
         self._file = open(self.path, "ab")  # noqa: SIM115 - lives as long as the journal
         self.run_id = f"{time.time_ns() // 1_000_000:x}"
         self._refusals = RefusalFilter()
+        self._days: dict[int, str] = {}
         #: records ``submit_ns - recv_ns`` of every order line when set (a ``LatencyRing``)
         self.latency = None
 
     def __call__(self, rows: np.ndarray, recv_ns: int) -> None:
         # the orders leave the engine now, in this block: the lines are only their record
         submit_ns = time.monotonic_ns()
+        self.write([event_record(row, self.symbols) for row in rows], recv_ns, submit_ns)
+
+    def write(self, records: list[dict], recv_ns: int, submit_ns: int) -> None:
+        """Append the lines of decoded event records (``event_record``), left unchanged.
+
+        Parameters
+        ----------
+        records : list of dict
+            One drained block's events.
+        recv_ns, submit_ns : int
+            When the block's batch arrived and when its orders left the engine
+            (``time.monotonic_ns()``).
+        """
         lines = []
-        for row in rows:
-            lines.extend(self._lines(event_record(row, self.symbols), recv_ns, submit_ns))
+        for record in records:
+            lines.extend(self._lines(record, recv_ns, submit_ns))
         self._file.write(b"".join(orjson.dumps(line) + b"\n" for line in lines))
         self.flush()
 
     def _lines(self, record: dict, recv_ns: int, submit_ns: int) -> Iterator[dict]:
         if not self._refusals.keep(record):
             return
-        kind = record.pop("type")
-        record["day"] = local_date(record["tick_t"], self.session).isoformat()
+        kind = record["type"]
+        fields = {key: value for key, value in record.items() if key != "type"}
+        fields["day"] = self._day(record["tick_t"])
         if kind in ("refused", "halt"):
-            yield {"type": RISK, "event": kind, **record}
+            yield {"type": RISK, "event": kind, **fields}
             return
         action = {"entry": "entry", "exit": "exit", "stop_moved": "modify"}[kind]
         if self.latency is not None and recv_ns:
@@ -76,13 +93,24 @@ class Journal:
             "type": ORDER,
             "action": action,
             "tag": f"ot-{self.run_id}-{record['seq']}",
-            **record,
+            **fields,
             "recv_ns": recv_ns,
             "submit_ns": submit_ns,
         }
         yield order
         if action != "modify":
-            yield {"type": FILL, "action": action, "tag": order["tag"], **record}
+            yield {"type": FILL, "action": action, "tag": order["tag"], **fields}
+
+    def _day(self, ts: int) -> str:
+        # every zone's offset is a whole number of quarter hours, so a quarter hour never
+        # spans two local days: one time-zone conversion per quarter hour, not per order
+        quarter = ts // QUARTER_HOUR_NS
+        day = self._days.get(quarter)
+        if day is None:
+            if len(self._days) > 1024:
+                self._days.clear()
+            day = self._days[quarter] = local_date(ts, self.session).isoformat()
+        return day
 
     def control(self, action: str, **fields) -> None:
         """Append a control line (start, stop, pause, resume, kill, flatten, restore)."""

@@ -78,7 +78,7 @@ class Runtime:
         self._refusals = RefusalFilter()
         now = time.time_ns()
         self.restored = restore(self.engine.state, cfg.journal.path, local_date(now, cfg.session))
-        self.engine.sinks += [self.journal, self._on_events]
+        self.engine.sinks.append(self._on_events)
         self.engine.controls += [self.journal.control, self._on_control]
         self.feed: WsFeed | None = None
         if cfg.feed.name == "ws":
@@ -106,16 +106,20 @@ class Runtime:
     # -- events --------------------------------------------------------------------------------
 
     def _on_events(self, rows: np.ndarray, recv_ns: int) -> None:
+        submit_ns = time.monotonic_ns()
         symbols = self.engine.state.symbols
-        for trade in trade_records(rows, symbols):
-            self.stats.add(trade["pnl"])
-            self.trades.append(trade)
-        for row in rows:
-            record = event_record(row, symbols)
-            if record["type"] in ("entry", "exit", "stop_moved"):
+        records = [event_record(row, symbols) for row in rows]
+        self.journal.write(records, recv_ns, submit_ns)
+        for record in records:
+            kind = record["type"]
+            if kind == "exit":
+                self.stats.add(record["pnl"])
+            if kind in ("entry", "exit", "stop_moved"):
                 self.orders.append(record)
-            if self._refusals.keep(record):
+            if self.listeners and self._refusals.keep(record):
                 self._publish(record)
+        if any(record["type"] == "exit" for record in records):
+            self.trades.extend(trade_records(rows, symbols))
 
     def _on_control(self, action: str, **fields) -> None:
         self._publish({"type": "control", "action": action, **fields})

@@ -8,6 +8,8 @@ import numpy as np
 
 #: latency samples kept; percentiles describe the most recent ones
 LATENCY_SAMPLES = 8192
+#: seconds a computed pair of percentiles is served before it is recomputed
+PERCENTILES_EVERY_S = 0.1
 
 
 class LatencyRing:
@@ -16,6 +18,8 @@ class LatencyRing:
     def __init__(self, capacity: int = LATENCY_SAMPLES) -> None:
         self.samples = np.zeros(capacity, np.int64)
         self.count = 0
+        self._cached: dict[str, float | None] = {"p50": None, "p99": None}
+        self._cached_at = -1.0
 
     def record(self, nanoseconds: int) -> None:
         """Add one sample, overwriting the oldest when full."""
@@ -23,12 +27,20 @@ class LatencyRing:
         self.count += 1
 
     def percentiles_us(self) -> dict[str, float | None]:
-        """Return p50 and p99 of the kept samples in microseconds (None before any)."""
+        """Return p50 and p99 of the kept samples in microseconds (None before any).
+
+        Recomputed at most every ``PERCENTILES_EVERY_S``: a status poller asking thousands of
+        times a second would otherwise spend its time sorting samples.
+        """
+        now = time.monotonic()
+        if now - self._cached_at < PERCENTILES_EVERY_S:
+            return self._cached
         kept = self.samples[: min(self.count, self.samples.shape[0])]
-        if kept.shape[0] == 0:
-            return {"p50": None, "p99": None}
-        p50, p99 = np.percentile(kept, (50, 99))
-        return {"p50": round(float(p50) / 1e3, 2), "p99": round(float(p99) / 1e3, 2)}
+        if kept.shape[0]:
+            p50, p99 = np.percentile(kept, (50, 99))
+            self._cached = {"p50": round(float(p50) / 1e3, 2), "p99": round(float(p99) / 1e3, 2)}
+        self._cached_at = now
+        return self._cached
 
 
 class RateMeter:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import uvicorn
 
 from engine.config import ConfigError
-from web.app import create_app
+from web.app import StatusFastPath, create_app
 from web.auth import resolve_token
 
 if TYPE_CHECKING:
@@ -51,8 +51,10 @@ class WebServer:
                 flush=True,
             )
         self.sock = _listen(web.host, web.port)
+        # with CORS configured every answer goes through its middleware
+        served = self.app if web.cors_origins else StatusFastPath(self.app)
         config = uvicorn.Config(
-            self.app,
+            served,
             loop="none",
             http="httptools",
             ws="websockets-sansio",
