@@ -119,8 +119,8 @@ def test_the_websocket_pushes_snapshots_and_events(live: LiveEngine) -> None:
         while not {"entry", "exit"} <= kinds or snapshots < 3:
             assert time.monotonic() < deadline, kinds
             message = orjson.loads(socket.recv(timeout=5))
-            if message["type"] == "event":
-                kinds.add(message["event"]["type"])
+            if message["type"] == "events":
+                kinds.update(event["type"] for event in message["events"])
             else:
                 snapshots += 1
                 assert message["instruments"][0]["symbol"] == "NIFTY"

@@ -14,6 +14,8 @@ import orjson
 
 #: messages queued per client before the oldest are dropped
 CLIENT_QUEUE = 256
+#: seconds events wait to be sent together
+EVENT_BATCH_S = 0.01
 
 
 class Client:
@@ -58,6 +60,7 @@ class Hub:
         self.clients: set[Client] = set()
         #: messages dropped by clients that left (those still connected count their own)
         self.dropped_gone = 0
+        self._pending: list[dict] = []
 
     def client_count(self) -> int:
         """Return the connected clients."""
@@ -80,9 +83,22 @@ class Hub:
             self.dropped_gone += client.dropped
 
     def publish(self, event: dict) -> None:
-        """Queue one event record for every client (encoded once)."""
-        if self.clients:
-            self._broadcast(orjson.dumps({"type": "event", "event": event}))
+        """Queue one event record for every client.
+
+        Events are sent in batches, ``{"type": "events", "events": [...]}``, at most
+        ``EVENT_BATCH_S`` after the first: a busy engine emits thousands a second, and one
+        frame per event per client would cost the engine more than the events themselves.
+        """
+        if not self.clients:
+            return
+        self._pending.append(event)
+        if len(self._pending) == 1:
+            asyncio.get_running_loop().call_later(EVENT_BATCH_S, self._flush)
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._broadcast(orjson.dumps({"type": "events", "events": self._pending}))
+            self._pending = []
 
     def _broadcast(self, message: bytes) -> None:
         for client in self.clients:

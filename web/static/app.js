@@ -168,7 +168,7 @@ function connect() {
     setConn('connected');
     const msg = JSON.parse(m.data);
     if (msg.type === 'snapshot') onSnapshot(msg);
-    else if (msg.type === 'event') onEvent(msg.event);
+    else if (msg.type === 'events') msg.events.forEach(onEvent);
   };
   sock.onclose = (e) => {
     if (ws !== sock) return;
