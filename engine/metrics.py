@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from array import array
 
 import numpy as np
 
@@ -16,14 +17,16 @@ class LatencyRing:
     """The last ``LATENCY_SAMPLES`` latencies in nanoseconds; recording allocates nothing."""
 
     def __init__(self, capacity: int = LATENCY_SAMPLES) -> None:
-        self.samples = np.zeros(capacity, np.int64)
+        # array.array: a store is a third of a NumPy item assignment, once per frame
+        self.samples = array("q", bytes(8 * capacity))
+        self.capacity = capacity
         self.count = 0
         self._cached: dict[str, float | None] = {"p50": None, "p99": None}
         self._cached_at = -1.0
 
     def record(self, nanoseconds: int) -> None:
         """Add one sample, overwriting the oldest when full."""
-        self.samples[self.count % self.samples.shape[0]] = nanoseconds
+        self.samples[self.count % self.capacity] = nanoseconds
         self.count += 1
 
     def percentiles_us(self) -> dict[str, float | None]:
@@ -35,7 +38,7 @@ class LatencyRing:
         now = time.monotonic()
         if now - self._cached_at < PERCENTILES_EVERY_S:
             return self._cached
-        kept = self.samples[: min(self.count, self.samples.shape[0])]
+        kept = np.frombuffer(self.samples, np.int64)[: min(self.count, self.capacity)]
         if kept.shape[0]:
             p50, p99 = np.percentile(kept, (50, 99))
             self._cached = {"p50": round(float(p50) / 1e3, 2), "p99": round(float(p99) / 1e3, 2)}

@@ -360,6 +360,8 @@ class PaperBroker:
         recv_ns : int
             ``time.monotonic_ns()`` when the batch arrived, for the journal.
         """
+        if not self.table.has_open:
+            return  # nothing can fill; the next order matches from the next batch on
         accepted = self.state.account_int(layout.A_TICKS)
         if n <= 0 or accepted == self._ticks_matched:
             return  # no tick accepted since the last call: nothing new (or this batch again)

@@ -273,8 +273,6 @@ class OrderTable:
             Empties the engine's event ring; called after every ``match_ticks`` call, which
             stops early when the ring is nearly full.
         """
-        if not self._slot_of:
-            return  # nothing can fill: spare the live path a kernel call per frame
         book, events = self.state.book, self.state.events
         self.counters[kp.C_CUR_K] = -1
         start = 0
@@ -302,6 +300,11 @@ class OrderTable:
         raise OrderError(
             "order_id", f"cannot {action} order {order_id!r}: it is {done.status}, not open"
         )
+
+    @property
+    def has_open(self) -> bool:
+        """Whether any order is pending or working."""
+        return bool(self._slot_of)
 
     def is_open(self, order_id: str) -> bool:
         """Whether ``order_id`` is pending or working."""
