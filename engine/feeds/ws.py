@@ -79,6 +79,7 @@ class WsFeed:
         #: frames dropped, by reason (``FRAME_REJECTS``)
         self.rejected = dict.fromkeys(FRAME_REJECTS, 0)
         self.frames = 0
+        #: connection attempts after the first (a down server counts one per attempt)
         self.reconnects = 0
         #: ``time.monotonic()`` of the last frame that carried ticks, None before the first
         self.last_tick_at: float | None = None
@@ -104,10 +105,12 @@ class WsFeed:
                     transport, _ = await ws_connect(
                         lambda: _Listener(self),
                         self.cfg.url,
+                        # frames up to 4x the limit are read and dropped (counted); beyond
+                        # that picows closes the connection, which then reconnects
                         max_frame_size=self.cfg.max_frame_bytes * 4,
                         enable_auto_pong=True,
                     )
-                except (TimeoutError, OSError, Exception) as error:  # noqa: BLE001
+                except Exception as error:  # noqa: BLE001
                     # any failure to connect is retried: the feed's server may be restarting
                     log.debug("feed connect to %s failed: %s", self.cfg.url, error)
                 else:
