@@ -17,10 +17,11 @@ from engine.config import parse_config
 from engine.core import Engine
 from engine.feeds.sim import SimFeed, write_ticks_csv
 from engine.feeds.ticks import TickBatch
+from engine.feeds.ws import WsFeed
 
 
 def warm() -> float:
-    """Compile the pipeline, the feeds and the replay parser; return the seconds it took."""
+    """Compile the pipeline, the feeds and the CSV and JSON parsers; return the seconds taken."""
     started = time.perf_counter()
     cfg = parse_config(orjson.dumps({"session": {"enabled": False}}))
     engine = Engine(cfg)
@@ -30,6 +31,8 @@ def warm() -> float:
     n = feed.fill(batch, 4096)
     engine.process(batch.idx, batch.price, batch.size, batch.ts, n)
     engine.kill(int(batch.ts[n - 1]))
+    ws = WsFeed(cfg.feed, engine.state.index, lambda *_: None, lambda _: None)
+    ws._ticks(memoryview(orjson.dumps({"s": "NIFTY", "p": 1.0, "q": 1, "t": 1})), 0)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "ticks.csv"
         write_ticks_csv(path, ["NIFTY"], [0.05], [22000.0], 1000, 1, int(batch.ts[0]))
