@@ -15,7 +15,6 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
-from pathlib import Path
 from typing import TextIO
 
 import numpy as np
@@ -111,15 +110,13 @@ class Runtime:
         records = [event_record(row, symbols) for row in rows]
         self.journal.write(records, recv_ns, submit_ns)
         for record in records:
-            kind = record["type"]
-            if kind == "exit":
-                self.stats.add(record["pnl"])
-            if kind in ("entry", "exit", "stop_moved"):
+            if record["type"] in ("entry", "exit", "stop_moved"):
                 self.orders.append(record)
             if self.listeners and self._refusals.keep(record):
                 self._publish(record)
-        if any(record["type"] == "exit" for record in records):
-            self.trades.extend(trade_records(rows, symbols))
+        for trade in trade_records(rows, symbols):
+            self.stats.add(trade["pnl"])
+            self.trades.append(trade)
 
     def _on_control(self, action: str, **fields) -> None:
         self._publish({"type": "control", "action": action, **fields})
@@ -175,8 +172,8 @@ class Runtime:
         cfg = parse_config(orjson.dumps(merged), "PATCH /api/strategy")
         self.cfg = self.engine.cfg = cfg
         self.engine.state.apply_strategy(cfg)
-        self.journal.control("strategy", changes=changes)
-        self._on_control("strategy", changes=changes)
+        for listener in self.engine.controls:  # the journal and the page, as any control
+            listener("strategy", changes=changes)
         return cfg
 
     # -- the loop ------------------------------------------------------------------------------
@@ -285,8 +282,3 @@ def run_live(cfg: EngineConfig, out: TextIO = sys.stdout) -> None:
         await runtime.run()
 
     uvloop.run(main())
-
-
-def token_dir(cfg: EngineConfig) -> Path:
-    """Return where a generated web token is written: beside the journal (``var/``)."""
-    return Path(cfg.journal.path).parent

@@ -18,6 +18,7 @@ from engine.feeds.frames import FRAME_REJECTS, decode_frame, fill_batch
 from engine.feeds.json_nb import DONE, FALLBACK, MORE, parse_json_ticks
 from engine.feeds.ticks import TickBatch
 from engine.live import Runtime
+from kernels import layout
 from tests.conftest import make_config
 
 T0 = 1_795_000_000_000_000_000
@@ -199,7 +200,7 @@ async def test_ticks_flow_and_malformed_frames_are_dropped_and_counted(tmp_path)
     state = runtime.engine.state
     server.ticks(tick(100.0, 1))
     server.ticks(tick(100.5, 2), tick(101.0, 3, size=2.0))
-    await until(lambda: state.book[0, 20] == 3)  # I_TICKS
+    await until(lambda: state.book[0, layout.I_TICKS] == 3)
     server.send(b"{not json")
     server.send(b"[1, 2]")
     server.send(b'{"s": "NIFTY", "p": true, "t": 4}')
@@ -210,7 +211,7 @@ async def test_ticks_flow_and_malformed_frames_are_dropped_and_counted(tmp_path)
     server.ticks(tick(99.0, 10, symbol="NOPE"))
     server.ticks(tick(-1.0, 11))
     server.ticks(tick(102.0, 12))
-    await until(lambda: state.book[0, 20] == 4)
+    await until(lambda: state.book[0, layout.I_TICKS] == 4)
     assert runtime.feed.rejected_frames() == {
         "bad_json": 1,
         "not_a_tick": 2,
@@ -220,7 +221,7 @@ async def test_ticks_flow_and_malformed_frames_are_dropped_and_counted(tmp_path)
         "fragmented": 1,
     }
     assert state.rejected_ticks() == {"unknown_symbol": 1, "non_positive": 1}
-    assert runtime.engine.state.book[0, 18] == 102.0  # I_LTP: the engine ran on
+    assert state.book[0, layout.I_LTP] == 102.0  # the engine ran on
     await stopped(runtime, task)
     await server.close()
 
@@ -236,7 +237,7 @@ async def test_subscribe_is_sent_on_every_connect_and_reconnects_resume_the_stre
     state = runtime.engine.state
     await until(lambda: len(server.received) == 1)
     server.ticks(tick(100.0, 1))
-    await until(lambda: state.book[0, 20] == 1)
+    await until(lambda: state.book[0, layout.I_TICKS] == 1)
     assert state.halt_reason() is None
     port = server.port
     await server.close()  # the feed's server goes away
@@ -248,7 +249,7 @@ async def test_subscribe_is_sent_on_every_connect_and_reconnects_resume_the_stre
     assert [orjson.loads(message) for message in server.received] == [subscribe]
     assert runtime.feed.reconnects >= 1
     server.ticks(tick(100.0, 0), tick(101.0, 2))  # an older tick is refused as stale
-    await until(lambda: state.book[0, 20] == 2)
+    await until(lambda: state.book[0, layout.I_TICKS] == 2)
     assert state.rejected_ticks() == {"stale_timestamp": 1}
     assert state.halt_reason() is None
     await stopped(runtime, task)
@@ -271,7 +272,7 @@ async def test_a_stale_feed_pauses_entries_until_ticks_return(tmp_path) -> None:
     await until(lambda: runtime.feed.state == "stale", timeout=3)
     assert state.halt_reason() == "feed" and not state.paused()
     server.ticks(tick(100.0, 2), tick(100.0, 3), tick(99.0, 4))
-    await until(lambda: state.book[0, 20] == 4)
+    await until(lambda: state.book[0, layout.I_TICKS] == 4)
     assert runtime.feed.state == "connected" and state.halt_reason() is None
     await stopped(runtime, task)
     await server.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import uvicorn
@@ -34,10 +35,10 @@ class WebServer:
     """
 
     def __init__(self, runtime: Runtime) -> None:
-        from engine.live import token_dir
-
         web = runtime.cfg.web
-        self.token, token_file = resolve_token(web.token_env, token_dir(runtime.cfg))
+        # a generated token is written beside the journal (``var/`` by default)
+        token_dir = Path(runtime.cfg.journal.path).parent
+        self.token, token_file = resolve_token(web.token_env, token_dir)
         self.app = create_app(runtime, self.token)
         self.hub = self.app.state.hub
         runtime.listeners.append(self.hub.publish)
