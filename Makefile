@@ -10,6 +10,8 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	@# project-x-py (test only) declares Python >= 3.12 but runs on 3.11 with deprecated 1.2
+	$(PY) -m pip install --quiet --ignore-requires-python 'project-x-py==4.4.1' 'deprecated==1.2.18'
 	$(PY) -m engine.warmup
 	@touch $(STAMP)
 

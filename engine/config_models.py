@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from engine.broker_config import BrokerConfig, KiteIds, ProjectXIds, UpstoxIds
 from engine.config_errors import CUSTOM_ERROR, field_error
 
 __all__ = [
@@ -68,6 +69,12 @@ class InstrumentConfig(_Model):
     point_value: Annotated[Float, Field(gt=0)] = 1.0
     #: Starting price of this instrument's random walk in the ``sim`` feed. Default 100.0.
     sim_start_price: Annotated[Float, Field(gt=0)] = 100.0
+    #: Kite ids; required when ``broker.name`` is ``"kite"``. Default null.
+    kite: KiteIds | None = None
+    #: Upstox ids; required when ``broker.name`` is ``"upstox"``. Default null.
+    upstox: UpstoxIds | None = None
+    #: ProjectX contract; required when ``broker.name`` is ``"projectx"``. Default null.
+    projectx: ProjectXIds | None = None
 
 
 def _default_instruments() -> tuple[InstrumentConfig, ...]:
@@ -209,21 +216,13 @@ class SessionConfig(_Model):
         return ZoneInfo(self.timezone)
 
 
-class BrokerConfig(_Model):
-    """Order routing."""
-
-    #: Broker adapter; ``"paper"`` fills inside the process. Default ``"paper"``.
-    name: Literal["paper"] = "paper"
-    #: Adverse slippage applied to paper market fills, in ticks. Default 0.
-    slippage_ticks: Annotated[Int, Field(ge=0)] = 0
-
-
 class FeedConfig(_Model):
     """Market data source."""
 
-    #: ``"sim"`` (seeded random walk), ``"replay"`` (recorded ticks) or ``"ws"`` (a WebSocket
-    #: speaking the generic JSON tick protocol). Default ``"sim"``.
-    name: Literal["sim", "replay", "ws"] = "sim"
+    #: ``"sim"`` (seeded random walk), ``"replay"`` (recorded ticks), ``"ws"`` (a WebSocket
+    #: speaking the generic JSON tick protocol) or ``"broker"`` (the live broker's own market
+    #: data). Default ``"sim"``.
+    name: Literal["sim", "replay", "ws", "broker"] = "sim"
     #: Random seed of the sim feed; bounded to uint32, the widest seed NumPy and Numba
     #: generators both accept. Default 1.
     seed: Annotated[Int, Field(ge=0, le=2**32 - 1)] = 1
@@ -332,6 +331,29 @@ class EngineConfig(_Model):
                     f"instruments[{index}].symbol", "duplicate symbol", instrument.symbol
                 )
             seen.add(instrument.symbol)
+        return self
+
+    @model_validator(mode="after")
+    def _broker_mapping(self) -> EngineConfig:
+        broker = self.broker.name
+        if not self.broker.live:
+            if self.feed.name == "broker":
+                raise field_error("feed.name", "'broker' needs a live broker.name", "broker")
+            return self
+        for index, instrument in enumerate(self.instruments):
+            if getattr(instrument, broker) is None:
+                raise field_error(
+                    f"instruments[{index}].{broker}",
+                    f"required when broker.name is '{broker}'",
+                    None,
+                )
+        if self.feed.name not in ("broker", "ws"):
+            raise field_error(
+                "feed.name",
+                f"must be 'broker' or 'ws' when broker.name is '{broker}': real orders need real"
+                " prices",
+                self.feed.name,
+            )
         return self
 
     def instrument(self, symbol: str) -> InstrumentConfig:

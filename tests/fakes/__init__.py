@@ -1,0 +1,1 @@
+"""Local fake broker servers for the tests: FastAPI for REST, picows for WebSockets."""
