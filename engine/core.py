@@ -14,7 +14,7 @@ import numpy as np
 
 from engine.config import EngineConfig
 from engine.state import PAUSE_OPERATOR, State
-from kernels import flatten_one, kill, layout, run_ticks
+from kernels import broker_fill, flatten_one, kill, layout, run_ticks
 
 if TYPE_CHECKING:
     from engine.brokers.paper import PaperBroker
@@ -43,6 +43,9 @@ class Engine:
         self.controls: list[ControlListener] = []
         #: the paper broker matching operator orders, when one is attached
         self.paper: PaperBroker | None = None
+        #: fields of the broker order behind the fill being drained (tag, order_id), for the
+        #: sinks to add to its entry or exit record; empty otherwise
+        self.fill_note: dict = {}
 
     def process(
         self,
@@ -92,6 +95,39 @@ class Engine:
         for sink in self.sinks:
             sink(rows, recv_ns)
         ints[acct, layout.A_EVENTS] = 0
+
+    def broker_fill(
+        self, i: int, side: int, qty: int, price: float, reason: int, ts: int, **note
+    ) -> float:
+        """Book a live broker's fill on instrument row ``i``; return its realized P&L.
+
+        Parameters
+        ----------
+        i : int
+            Instrument row.
+        side : int
+            ``layout.LONG`` (bought) or ``layout.SHORT`` (sold).
+        qty : int
+            Units filled by this fill (not cumulative).
+        price : float
+            Price of these units.
+        reason : int
+            ``layout.R_*`` of an exit (ignored when the fill opens a position).
+        ts : int
+            When it filled, ns since the epoch.
+        **note
+            The broker order's ``tag`` and ``order_id``, added to the journal's fill line.
+        """
+        state = self.state
+        if ts >= state.calendar_end:
+            state.ensure_calendar(ts, ts)
+        self.fill_note = note
+        try:
+            pnl = broker_fill(state.book, state.events, i, side, float(qty), price, ts, reason)
+            self.drain()
+        finally:
+            self.fill_note = {}
+        return pnl
 
     # -- operator controls, between batches ----------------------------------------------------
 

@@ -66,7 +66,13 @@ def event_record(row: np.ndarray, symbols: tuple[str, ...]) -> dict:
     }
     if inst >= 0:
         record["symbol"] = symbols[inst]
-    if kind in (layout.K_ENTRY, layout.K_EXIT, layout.K_STOP_MOVED, layout.K_REFUSED):
+    if kind in (
+        layout.K_ENTRY,
+        layout.K_EXIT,
+        layout.K_STOP_MOVED,
+        layout.K_REFUSED,
+        layout.K_INTENT,
+    ):
         record["side"] = "buy" if row[layout.E_SIDE] == layout.LONG else "sell"
         record["qty"] = int(row[layout.E_QTY])
     if kind == layout.K_ENTRY:
@@ -85,6 +91,13 @@ def event_record(row: np.ndarray, symbols: tuple[str, ...]) -> dict:
         record["target"] = float(floats[layout.E_TARGET])
         record["stop"] = float(floats[layout.E_STOP])
         record["reason"] = layout.EXIT_REASONS[int(row[layout.E_REASON])]
+    elif kind == layout.K_INTENT:
+        record["price"] = float(floats[layout.E_PRICE])  # the LTP the intent was made at
+        reason = int(row[layout.E_REASON])
+        record["reason"] = layout.EXIT_REASONS[reason] if reason else "entry"
+        if reason == layout.R_NONE:
+            record["target"] = float(floats[layout.E_TARGET])
+            record["stop"] = float(floats[layout.E_STOP])
     elif kind in (layout.K_REFUSED, layout.K_HALT):
         record["reason"] = layout.GATE_REASONS[int(row[layout.E_REASON])]
     return record

@@ -29,6 +29,19 @@ from kernels import layout
 ORDER, FILL, RISK, CONTROL = "order", "fill", "risk", "control"
 #: nanoseconds in a quarter hour, the finest step of any time zone's offset
 QUARTER_HOUR_NS = 900_000_000_000
+#: first characters of every order tag OTrade writes; brokers' tags are alphanumeric, <= 20
+TAG_PREFIX = "OT"
+_DIGITS36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def base36(number: int) -> str:
+    """Return ``number`` (>= 0) in lowercase base 36."""
+    out = ""
+    while True:
+        number, digit = divmod(number, 36)
+        out = _DIGITS36[digit] + out
+        if number == 0:
+            return out
 
 
 class Journal:
@@ -49,7 +62,11 @@ class Journal:
         self.symbols = symbols
         self.fsync = cfg.journal.fsync
         self._file = open(self.path, "ab")  # noqa: SIM115 - lives as long as the journal
-        self.run_id = f"{time.time_ns() // 1_000_000:x}"
+        # 8 base-36 digits of the start in ms (until 2059): tags stay unique across restarts
+        self.run_id = base36(time.time_ns() // 1_000_000).rjust(8, "0")
+        #: with a live broker the kernels' entries and exits are the broker's fills, and
+        #: intents are the orders
+        self.live = cfg.broker.live
         self._refusals = RefusalFilter()
         self._days: dict[int, str] = {}
         #: records ``submit_ns - recv_ns`` of every order line when set (a ``LatencyRing``)
@@ -86,20 +103,31 @@ class Journal:
         if kind in ("refused", "halt"):
             yield {"type": RISK, "event": kind, **fields}
             return
-        action = {"entry": "entry", "exit": "exit", "stop_moved": "modify"}[kind]
+        if self.live and kind in ("entry", "exit"):
+            # a broker's fill: its order line was the intent's, under the same tag
+            yield {"type": FILL, "action": kind, **fields}
+            return
+        if kind == "intent":
+            action = "entry" if fields["reason"] == "entry" else "exit"
+        else:
+            action = {"entry": "entry", "exit": "exit", "stop_moved": "modify"}[kind]
         if self.latency is not None and recv_ns:
             self.latency.record(submit_ns - recv_ns)
         order = {
             "type": ORDER,
             "action": action,
-            "tag": f"ot-{self.run_id}-{record['seq']}",
+            "tag": self.tag(record["seq"]),
             **fields,
             "recv_ns": recv_ns,
             "submit_ns": submit_ns,
         }
         yield order
-        if action != "modify":
+        if action != "modify" and kind != "intent":
             yield {"type": FILL, "action": action, "tag": order["tag"], **fields}
+
+    def tag(self, seq: int) -> str:
+        """Return the unique order tag of event ``seq`` of this run (alphanumeric, <= 20)."""
+        return f"{TAG_PREFIX}{self.run_id}{base36(seq)}"
 
     def _day(self, ts: int) -> str:
         # every zone's offset is a whole number of quarter hours, so a quarter hour never
@@ -114,7 +142,11 @@ class Journal:
 
     def control(self, action: str, **fields) -> None:
         """Append a control line (start, stop, pause, resume, kill, flatten, restore)."""
-        line = {"type": CONTROL, "action": action, "ts": time.time_ns(), **fields}
+        self.line(CONTROL, action, **fields)
+
+    def line(self, kind: str, action: str, **fields) -> None:
+        """Append one line of ``kind`` (``order``, ``broker``, ``control``, ...) stamped now."""
+        line = {"type": kind, "action": action, "ts": time.time_ns(), **fields}
         self._file.write(orjson.dumps(line) + b"\n")
         self.flush()
 

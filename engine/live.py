@@ -108,6 +108,11 @@ class Runtime:
         submit_ns = time.monotonic_ns()
         symbols = self.engine.state.symbols
         records = [event_record(row, symbols) for row in rows]
+        note = self.engine.fill_note
+        if note:
+            for record in records:
+                if record["type"] in ("entry", "exit"):
+                    record.update(note)
         self.journal.write(records, recv_ns, submit_ns)
         for record in records:
             if record["type"] in ("entry", "exit", "stop_moved"):

@@ -19,6 +19,11 @@ DAY_NS = 86_400_000_000_000
 PAUSE_OPERATOR = 1
 #: bit of ``A_PAUSED`` set while the live feed is disconnected or stale, cleared by its ticks
 PAUSE_FEED = 2
+#: bit of ``A_PAUSED`` set while the live broker's token is expired, cleared when renewed
+PAUSE_BROKER = 4
+#: bit of ``A_PAUSED`` set while the broker's positions or orders disagree with the journal,
+#: cleared by the operator (``reconcile`` once fixed at the broker, or ``adopt``)
+PAUSE_RECONCILE = 8
 
 
 class State:
@@ -62,6 +67,7 @@ class State:
         acct[layout.A_MAX_LOSS_LIMIT] = risk.max_loss_limit or np.inf
         acct[layout.A_MAX_ORDERS_PER_SEC] = risk.max_orders_per_second
         ints[self.acct, layout.A_N_INST] = self.n
+        ints[self.acct, layout.A_LIVE] = int(cfg.broker.live)
         ints[self.acct, layout.A_EVENT_CAP] = self.events.shape[0]
         ints[self.acct, layout.A_SESSION_ROW] = self.n
         ints[self.acct, layout.A_SESSION_END] = self.n + 1
@@ -166,6 +172,10 @@ class State:
         paused = self.account_int(layout.A_PAUSED)
         if paused & PAUSE_OPERATOR:
             return "paused"
+        if paused & PAUSE_RECONCILE:
+            return "reconcile"
+        if paused & PAUSE_BROKER:
+            return "broker_token"
         return "feed" if paused & PAUSE_FEED else None
 
     def paused(self) -> bool:
@@ -173,7 +183,7 @@ class State:
         return bool(self.account_int(layout.A_PAUSED) & PAUSE_OPERATOR)
 
     def set_pause(self, bit: int, on: bool) -> None:
-        """Set or clear one pause bit (``PAUSE_OPERATOR`` or ``PAUSE_FEED``)."""
+        """Set or clear one ``PAUSE_*`` bit."""
         paused = self.account_int(layout.A_PAUSED)
         self.set_account_int(layout.A_PAUSED, paused | bit if on else paused & ~bit)
 

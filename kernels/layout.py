@@ -84,8 +84,10 @@ I_ENTRY_TS = 59  #: ts of the open trade's entry, ns
 I_BAR_END = 60  #: ts at which the current bar closes, ns
 I_BAR_NS = 61  #: bar length, ns
 I_DAY_START = 62  #: start of the session day the day statistics belong to, ns
+# -- instrument row: live broker ------------------------------------------------------------------
+I_PENDING = 63  #: live only: LONG/SHORT = an entry intent awaits the broker, PENDING_EXIT = an exit
 #: width of an instrument row
-N_INST_COLS = 63
+N_INST_COLS = 64
 
 # -- account row (row n of the book) -----------------------------------------------------------
 A_DAILY_LOSS_LIMIT = 0  #: day P&L at or below -limit flattens and stops entries for the day
@@ -121,8 +123,9 @@ A_EVENTS_LOST = 28  #: events that found the ring full (the drivers keep this at
 A_N_INST = 29  #: instruments in the book
 A_CALENDAR_END = 39  #: ts beyond the calendar's last day; run_ticks stops there for a refill
 A_REFUSED = 30  #: entries refused by the risk gate, one column per G_* code (30 .. 38)
+A_LIVE = 40  #: 1 when a live broker executes the intents: no fill happens inside the kernels
 #: width of the account row
-N_ACCOUNT_COLS = 40
+N_ACCOUNT_COLS = 41
 
 #: tick reject reasons in A_REJ_* order, as named in reports
 REJECT_REASONS = ("unknown_symbol", "non_finite", "non_positive", "bad_size", "stale_timestamp")
@@ -133,6 +136,9 @@ S_OPEN = 1  #: session open, ns UTC
 S_FLATTEN = 2  #: flatten_at, ns UTC
 S_CLOSE = 3  #: session close, ns UTC
 S_DAY_END = 4  #: next local midnight, ns UTC
+
+#: I_PENDING value while an exit intent awaits the broker
+PENDING_EXIT = 2
 
 #: width of the book: the widest of its row kinds
 N_BOOK_COLS = max(N_INST_COLS, N_ACCOUNT_COLS, 5)
@@ -198,5 +204,6 @@ K_STOP_MOVED = 3  #: the bracket stop moved (trail or breakeven)
 K_REFUSED = 4  #: an entry signal refused by the risk gate
 K_HALT = 5  #: a halt started (daily loss, max loss, kill)
 K_DAY = 6  #: a new session day began
+K_INTENT = 7  #: live: an order for the broker (E_REASON R_NONE = entry, else the exit's reason)
 #: event kind names by code
-EVENT_KINDS = ("", "entry", "exit", "stop_moved", "refused", "halt", "day")
+EVENT_KINDS = ("", "entry", "exit", "stop_moved", "refused", "halt", "day", "intent")

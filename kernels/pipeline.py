@@ -11,9 +11,11 @@ from kernels.layout import (
     A_EVENT_CAP,
     A_EVENTS,
     A_HALT,
+    A_LIVE,
     A_N_INST,
     A_REFUSED,
     A_SESSION_ROW,
+    E_PRICE,
     E_STOP,
     E_TARGET,
     FLAT,
@@ -22,6 +24,7 @@ from kernels.layout import (
     G_OK,
     I_EXIT_TICKS,
     I_LTP_TICKS,
+    I_PENDING,
     I_QTY,
     I_SIDE,
     I_SLIPPAGE_TICKS,
@@ -30,8 +33,10 @@ from kernels.layout import (
     I_TARGET,
     I_TICK_SIZE,
     K_HALT,
+    K_INTENT,
     K_REFUSED,
     K_STOP_MOVED,
+    PENDING_EXIT,
     R_EOD,
     R_KILL,
     R_NONE,
@@ -47,13 +52,38 @@ EVENTS_PER_TICK = 4
 
 
 @entry
+def _intent(
+    book: np.ndarray, events: np.ndarray, i: int, side: int, qty: float, ts: int, reason: int
+) -> None:
+    count_order(book, ts)
+    book[i, I_PENDING] = side if reason == R_NONE else PENDING_EXIT
+    k = emit(book, events, K_INTENT, i, side, qty, ts, reason)
+    if k >= 0:
+        tick_size = book[i, I_TICK_SIZE]
+        events[k, E_PRICE] = int_bits(book[i, I_LTP_TICKS] * tick_size)
+        events[k, E_TARGET] = int_bits(book[i, I_TARGET] * tick_size)
+        events[k, E_STOP] = int_bits(book[i, I_STOP] * tick_size)
+
+
+@kernel
+def _live(book: np.ndarray) -> bool:
+    return get_int(book, book.shape[0] - 1, A_LIVE) != 0
+
+
+@entry
 def flatten_one(book: np.ndarray, events: np.ndarray, i: int, ts: int, reason: int) -> float:
     """Close instrument ``i``'s position with a market order at its LTP; return the P&L.
 
     The market order fills ``slippage_ticks`` worse than the LTP, like every paper market order.
+    With a live broker the order leaves as an exit intent instead (once: an exit already
+    awaiting the broker is not sent again) and the P&L arrives with the broker's fill.
     """
     side = book[i, I_SIDE]
     if side == FLAT:
+        return 0.0
+    if _live(book):
+        if book[i, I_PENDING] != PENDING_EXIT:
+            _intent(book, events, i, -int(side), book[i, I_QTY], ts, reason)
         return 0.0
     exit_ticks = book[i, I_LTP_TICKS] - side * book[i, I_SLIPPAGE_TICKS]
     count_order(book, ts)
@@ -99,6 +129,33 @@ def mark_and_guard(book: np.ndarray, events: np.ndarray, i: int, ts: int) -> Non
 
 
 @entry
+def broker_fill(
+    book: np.ndarray,
+    events: np.ndarray,
+    i: int,
+    side: int,
+    qty: float,
+    price: float,
+    ts: int,
+    reason: int,
+) -> float:
+    """Apply a live broker's fill of ``qty`` units at ``price`` to instrument ``i``; return P&L.
+
+    A fill that opens a position sets the bracket around its own price (the broker's, not the
+    intent's reference), so the entry event carries the levels the resting exit orders use; a
+    fill that reduces one is booked with ``reason``. The account is then marked and guarded as
+    after any fill. The caller clears ``I_PENDING`` once the order is final.
+    """
+    price_ticks = price / book[i, I_TICK_SIZE]
+    if book[i, I_SIDE] == FLAT:
+        bracket_levels(book, i, side, price_ticks)
+        reason = R_NONE
+    pnl = apply_fill(book, events, i, side, qty, price_ticks, ts, reason)
+    mark_and_guard(book, events, i, ts)
+    return pnl
+
+
+@entry
 def kill(book: np.ndarray, events: np.ndarray, ts: int) -> None:
     """Flatten every position and refuse every new entry until the operator resumes."""
     halt(book, events, ts, G_HALTED, R_KILL)
@@ -119,6 +176,9 @@ def _exit(book: np.ndarray, events: np.ndarray, i: int, ts: int) -> bool:
     stop = book[i, I_STOP]
     reason = check_bracket(book, i)
     if reason != R_NONE:
+        if _live(book):
+            # the broker's resting target and stop orders close a live position
+            return False
         count_order(book, ts)
         side = int(book[i, I_SIDE])
         apply_fill(book, events, i, -side, book[i, I_QTY], book[i, I_EXIT_TICKS], ts, reason)
@@ -147,6 +207,9 @@ def _enter(book: np.ndarray, events: np.ndarray, i: int, side: int, ts: int) -> 
         return
     entry_ticks = book[i, I_LTP_TICKS] + side * book[i, I_SLIPPAGE_TICKS]
     bracket_levels(book, i, side, entry_ticks)
+    if _live(book):
+        _intent(book, events, i, side, qty, ts, R_NONE)
+        return
     count_order(book, ts)
     apply_fill(book, events, i, side, qty, entry_ticks, ts, R_NONE)
 
@@ -174,7 +237,7 @@ def on_tick(
         # a loss realized by the exit must stop an entry on this same tick
         mark_and_guard(book, events, i, ts)
     _flatten_at_eod(book, events, ts)
-    if signal != 0 and book[i, I_SIDE] == FLAT:
+    if signal != 0 and book[i, I_SIDE] == FLAT and book[i, I_PENDING] == 0:
         _enter(book, events, i, signal, ts)
     mark_and_guard(book, events, i, ts)
     return TICK_OK

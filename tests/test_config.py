@@ -190,10 +190,10 @@ def test_unknown_keys() -> None:
 
 def test_literal() -> None:
     assert message_of({"broker": {"name": "kyte"}}) == (
-        "broker.name: must be one of 'paper', got 'kyte'"
+        "broker.name: must be one of 'paper', 'kite', 'upstox', 'projectx', got 'kyte'"
     )
     assert message_of({"feed": {"name": "kite"}}) == (
-        "feed.name: must be one of 'sim', 'replay', 'ws', got 'kite'"
+        "feed.name: must be one of 'sim', 'replay', 'ws', 'broker', got 'kite'"
     )
 
 

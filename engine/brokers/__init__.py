@@ -1,8 +1,13 @@
 """Brokers: one small async interface (:mod:`engine.brokers.base`) and its adapters.
 
-``paper`` (:class:`PaperBroker`) fills inside the process; live adapters come later and
-implement the same :class:`Broker` protocol.
+``paper`` (:class:`PaperBroker`) fills inside the process; the live adapters (Kite, Upstox,
+ProjectX) implement the same :class:`Broker` protocol over the brokers' APIs
+(:mod:`engine.brokers.live_base`), and :mod:`engine.brokers.router` connects them to the kernels.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from engine.brokers.base import (
     Bracket,
@@ -14,6 +19,10 @@ from engine.brokers.base import (
 )
 from engine.brokers.paper import PaperBroker
 
+if TYPE_CHECKING:
+    from engine.brokers.live_base import Alert, LiveAdapter
+    from engine.config import EngineConfig
+
 __all__ = [
     "Bracket",
     "Broker",
@@ -22,4 +31,19 @@ __all__ = [
     "OrderState",
     "OrderUpdate",
     "PaperBroker",
+    "live_adapter",
 ]
+
+
+def live_adapter(cfg: EngineConfig, on_alert: Alert) -> LiveAdapter:
+    """Return the adapter of ``cfg.broker.name`` (imported on demand: each pulls its own code)."""
+    name = cfg.broker.name
+    if name == "kite":
+        from engine.brokers.kite.broker import KiteBroker as Adapter
+    elif name == "upstox":
+        from engine.brokers.upstox.broker import UpstoxBroker as Adapter
+    elif name == "projectx":
+        from engine.brokers.projectx.broker import ProjectXBroker as Adapter
+    else:
+        raise ValueError(f"{name!r} is not a live broker")
+    return Adapter(cfg, on_alert)

@@ -1,0 +1,130 @@
+"""Restart reconciliation: the journal's positions against the broker's, before any trading.
+
+The journal is replayed first (:func:`engine.journal.restore`), then the broker's positions and
+open orders are fetched. A position the same at both is adopted, with the resting target and
+stop OTrade left for it (recognised by the ``OT`` tag prefix); one without them gets new ones.
+OTrade's own orders that protect nothing are cancelled, since a resting order for a position
+that is not there could open one. Anything else (a different position, an order OTrade did not
+place on a traded instrument) is journaled, shown on the page, and stops entries
+(``PAUSE_RECONCILE``) until the operator acts: ``reconcile`` checks again after they fixed it
+at the broker, ``adopt`` makes the engine take the broker's positions as they are.
+"""
+
+from __future__ import annotations
+
+import time
+
+from engine.brokers.base import OrderState
+from engine.brokers.router import LEG_REASONS, Router, Track
+from engine.journal import TAG_PREFIX
+from engine.state import PAUSE_RECONCILE
+from kernels import layout
+
+
+def _held(position: dict | None) -> tuple[str, int] | None:
+    return None if position is None else (position["side"], int(position["qty"]))
+
+
+def _summary(order: OrderState) -> dict:
+    return {
+        "order_id": order.order_id,
+        "tag": order.tag,
+        "symbol": order.symbol,
+        "side": order.side,
+        "qty": order.qty,
+        "type": order.type,
+    }
+
+
+async def reconcile(router: Router) -> dict:
+    """Compare the broker with the engine; adopt what matches, halt entries on the rest.
+
+    Returns
+    -------
+    dict
+        ``matched`` symbols, ``mismatched`` positions (journal vs broker), ``foreign_orders``,
+        ``cancelled`` stray orders of OTrade's, ``unconfigured`` broker positions, and
+        ``clean``: whether entries may run.
+    """
+    state, adapter = router.state, router.adapter
+    broker_positions = await adapter.positions()
+    open_orders = await adapter.open_orders()
+    held = state.positions()
+    report: dict = {
+        "matched": [],
+        "mismatched": [],
+        "foreign_orders": [],
+        "cancelled": [],
+        "unconfigured": sorted(set(broker_positions) - set(state.index)),
+    }
+    for symbol in state.symbols:
+        mine, theirs = _held(held.get(symbol)), _held(broker_positions.get(symbol))
+        if mine != theirs:
+            report["mismatched"].append({"symbol": symbol, "journal": mine, "broker": theirs})
+        elif mine is not None:
+            report["matched"].append(symbol)
+    for order in open_orders:
+        if order.symbol not in state.index:
+            continue
+        if not (order.tag or "").startswith(TAG_PREFIX):
+            report["foreign_orders"].append(_summary(order))
+        elif not _adopt_leg(router, order, held):
+            await adapter.cancel(order.order_id)
+            report["cancelled"].append(_summary(order))
+    for symbol in report["matched"]:
+        await router.protect(state.index[symbol])
+    report["clean"] = not (report["mismatched"] or report["foreign_orders"])
+    state.set_pause(PAUSE_RECONCILE, not report["clean"])
+    router.journal.line("broker", "reconcile", **report)
+    router.publish({"type": "reconcile", **report})
+    return report
+
+
+def _adopt_leg(router: Router, order: OrderState, held: dict) -> bool:
+    position = held.get(order.symbol)
+    role = {"limit": "target", "stop": "stop"}.get(order.type)
+    if position is None or role is None:
+        return False
+    closing = "sell" if position["side"] == "long" else "buy"
+    i = router.state.index[order.symbol]
+    if order.side != closing or order.qty != position["qty"] or role in router.legs[i]:
+        return False
+    leg = Track(
+        tag=order.tag or "",
+        role=role,
+        i=i,
+        side=layout.SHORT if closing == "sell" else layout.LONG,
+        qty=order.qty,
+        reason=LEG_REASONS[role],
+        order_id=order.order_id,
+    )
+    router.by_tag[leg.tag] = router.by_id[order.order_id] = router.legs[i][role] = leg
+    return True
+
+
+async def adopt(router: Router) -> dict:
+    """Make the engine's positions the broker's, journaled as fills, then reconcile again.
+
+    A position the engine holds but the broker does not is closed at its own entry price (no
+    P&L); one the broker holds is opened at the broker's average price with a fresh bracket.
+    """
+    state, engine = router.state, router.engine
+    broker_positions = await router.adapter.positions()
+    held = state.positions()
+    now = time.time_ns()
+    for symbol in state.symbols:
+        mine, theirs = held.get(symbol), broker_positions.get(symbol)
+        if _held(mine) == _held(theirs):
+            continue
+        i = state.index[symbol]
+        if mine is not None:
+            side = layout.SHORT if mine["side"] == "long" else layout.LONG
+            engine.broker_fill(
+                i, side, mine["qty"], mine["entry_price"], layout.R_MANUAL, now, tag="adopt"
+            )
+        if theirs is not None:
+            side = layout.LONG if theirs["side"] == "long" else layout.SHORT
+            engine.broker_fill(
+                i, side, theirs["qty"], theirs["entry_price"], layout.R_NONE, now, tag="adopt"
+            )
+    return await reconcile(router)

@@ -1,0 +1,397 @@
+"""Numba decoder of Upstox's v3 market-data ``FeedResponse`` protobuf: frame bytes in, ticks out.
+
+The feed sends one binary protobuf ``FeedResponse`` per frame (``MarketDataFeedV3.proto`` of the
+official SDK, ``upstox_client/feeder/proto/MarketDataFeedV3_pb2.py``)::
+
+    FeedResponse { Type type = 1; map<string, Feed> feeds = 2; int64 currentTs = 3;
+                   MarketInfo marketInfo = 4; }
+    Feed { oneof FeedUnion { LTPC ltpc = 1; FullFeed fullFeed = 2;
+                             FirstLevelWithGreeks firstLevelWithGreeks = 3; }
+           RequestMode requestMode = 4; }
+    LTPC { double ltp = 1; int64 ltt = 2; int64 ltq = 3; double cp = 4;
+           google.protobuf.DoubleValue iep = 5; }
+
+A map entry is a nested ``{string key = 1; Feed value = 2;}`` message. The LTPC of an entry is
+``feed.ltpc``, or for the other modes ``feed.fullFeed.marketFF.ltpc``,
+``feed.fullFeed.indexFF.ltpc`` or ``feed.firstLevelWithGreeks.ltpc``; an entry without one
+gives no tick.
+
+:func:`decode_feed_response` walks the wire format with an explicit stack, driven by the schema
+table :data:`SCHEMA` (checked against the SDK's descriptors by the tests), and accepts exactly
+what the SDK's ``ParseFromString`` accepts: every nested message of the schema is parsed, its
+strings must be valid UTF-8, unknown fields (and known fields with another wire type) are
+skipped, unknown groups are matched, and the protobuf merge rules are followed (the last value
+of a scalar wins, a repeated message merges, setting another ``oneof`` member clears the
+previous one). Ticks go straight into the batch columns; nothing per tick is a Python object.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from engine.feeds.csv_nb import _lookup_symbol, fnv1a
+from kernels.jit import float_bits
+
+__all__ = [
+    "DECODE_FULL",
+    "DECODE_OK",
+    "PROTO_REJECTS",
+    "SCHEMA",
+    "TYPE_NAMES",
+    "decode_feed_response",
+    "reject_reason",
+]
+
+#: the frame was decoded; ``n`` rows were written
+DECODE_OK = 0
+#: the frame is well formed but carries more ticks than the batch holds; ``n`` is how many
+DECODE_FULL = 1
+#: reasons a frame is refused as malformed, for status codes ``2 + position``
+PROTO_REJECTS: tuple[str, ...] = (
+    "truncated",  # a field or a length-delimited value runs past its message
+    "bad_varint",  # a varint longer than 10 bytes (5 for tags and lengths) or out of range
+    "bad_tag",  # field number 0
+    "bad_wire_type",  # wire type 6 or 7
+    "bad_group",  # an end-group tag without its start, or a group left open
+    "bad_utf8",  # a string field that is not valid UTF-8
+    "too_deep",  # nesting beyond MAX_DEPTH
+)
+_TRUNCATED, _BAD_VARINT, _BAD_TAG, _BAD_WIRE_TYPE, _BAD_GROUP, _BAD_UTF8, _TOO_DEEP = range(2, 9)
+
+#: message types of the schema, by id (a pseudo type for unknown groups last)
+TYPE_NAMES: tuple[str, ...] = (
+    "FeedResponse",
+    "FeedResponse.FeedsEntry",
+    "Feed",
+    "LTPC",
+    "FullFeed",
+    "MarketFullFeed",
+    "IndexFullFeed",
+    "FirstLevelWithGreeks",
+    "MarketLevel",
+    "Quote",
+    "OptionGreeks",
+    "MarketOHLC",
+    "OHLC",
+    "MarketInfo",
+    "MarketInfo.SegmentStatusEntry",
+    "MarketInfo.StatusInfoEntry",  # CasMarketStatusEntry and PreOpenSessionStatusEntry
+    "StatusInfo",
+    "google.protobuf.DoubleValue",
+    "<group>",
+)
+(
+    _FEED_RESPONSE,
+    _ENTRY,
+    _FEED,
+    _LTPC,
+    _FULL_FEED,
+    _MARKET_FF,
+    _INDEX_FF,
+    _FIRST_LEVEL,
+    _MARKET_LEVEL,
+    _QUOTE,
+    _GREEKS,
+    _MARKET_OHLC,
+    _OHLC,
+    _MARKET_INFO,
+    _SEGMENT_ENTRY,
+    _STATUS_ENTRY,
+    _STATUS_INFO,
+    _DOUBLE_VALUE,
+    _GROUP,
+) = range(len(TYPE_NAMES))
+
+#: field kinds of the schema; a message field's child type id is stored as ``kind + 8 * child``
+KIND_UNKNOWN, KIND_VARINT, KIND_FIXED64, KIND_STRING, KIND_MESSAGE = range(5)
+#: highest field number any message of the schema declares
+MAX_FIELD = 16
+#: deepest nesting of messages and groups accepted (upb's default recursion limit)
+MAX_DEPTH = 100
+
+_V, _D, _S = KIND_VARINT, KIND_FIXED64, KIND_STRING
+
+
+def _message(child: int) -> int:
+    return KIND_MESSAGE + 8 * child
+
+
+_FIELDS: dict[int, dict[int, int]] = {
+    _FEED_RESPONSE: {1: _V, 2: _message(_ENTRY), 3: _V, 4: _message(_MARKET_INFO)},
+    _ENTRY: {1: _S, 2: _message(_FEED)},
+    _FEED: {1: _message(_LTPC), 2: _message(_FULL_FEED), 3: _message(_FIRST_LEVEL), 4: _V},
+    _LTPC: {1: _D, 2: _V, 3: _V, 4: _D, 5: _message(_DOUBLE_VALUE)},
+    _FULL_FEED: {1: _message(_MARKET_FF), 2: _message(_INDEX_FF)},
+    _MARKET_FF: {
+        1: _message(_LTPC),
+        2: _message(_MARKET_LEVEL),
+        3: _message(_GREEKS),
+        4: _message(_MARKET_OHLC),
+        **dict.fromkeys((5, 7, 8, 9, 10, 11, 12), _D),
+        **dict.fromkeys((6, 13, 14, 15, 16), _V),
+    },
+    _INDEX_FF: {1: _message(_LTPC), 2: _message(_MARKET_OHLC)},
+    _FIRST_LEVEL: {
+        1: _message(_LTPC),
+        2: _message(_QUOTE),
+        3: _message(_GREEKS),
+        4: _V,
+        5: _D,
+        6: _D,
+    },
+    _MARKET_LEVEL: {1: _message(_QUOTE)},
+    _QUOTE: {1: _V, 2: _D, 3: _V, 4: _D},
+    _GREEKS: dict.fromkeys(range(1, 6), _D),
+    _MARKET_OHLC: {1: _message(_OHLC)},
+    _OHLC: {1: _S, 2: _D, 3: _D, 4: _D, 5: _D, 6: _V, 7: _V},
+    _MARKET_INFO: {
+        1: _message(_SEGMENT_ENTRY),
+        2: _message(_STATUS_ENTRY),
+        3: _message(_STATUS_ENTRY),
+    },
+    _SEGMENT_ENTRY: {1: _S, 2: _V},
+    _STATUS_ENTRY: {1: _S, 2: _message(_STATUS_INFO)},
+    _STATUS_INFO: {1: _S, 2: _V},
+    _DOUBLE_VALUE: {1: _D},
+    _GROUP: {},
+}
+
+#: field kind by (message type id, field number), from ``_FIELDS``
+SCHEMA = np.zeros((len(TYPE_NAMES), MAX_FIELD + 1), np.int64)
+for _type, _fields in _FIELDS.items():
+    for _number, _kind in _fields.items():
+        SCHEMA[_type, _number] = _kind
+
+#: wire type of each field kind (-1: none)
+_WIRE_OF_KIND = np.array([-1, 0, 1, 2, 2], np.int64)
+
+
+def reject_reason(status: int) -> str:
+    """Return the reason name of a malformed-frame status of :func:`decode_feed_response`."""
+    return PROTO_REJECTS[status - 2]
+
+
+@njit(cache=True, inline="always")
+def _varint(buf, i, end, max_bytes):
+    # returns (value, next position); next position -1: truncated, -2: too long
+    value = np.int64(0)
+    shift = 0
+    for _ in range(max_bytes):
+        if i >= end:
+            return value, -1
+        byte = buf[i]
+        i += 1
+        value |= np.int64(byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, i
+        shift += 7
+    return value, -2
+
+
+@njit(cache=True, inline="always")
+def _fixed64(buf, i):
+    bits = np.int64(0)
+    for k in range(8):
+        bits |= np.int64(buf[i + k]) << (8 * k)
+    return bits
+
+
+@njit(cache=True)
+def _valid_utf8(buf, s, e):
+    # the strict rules protobuf applies: no overlong forms, no surrogates, nothing past U+10FFFF
+    i = s
+    while i < e:
+        c = buf[i]
+        if c < 0x80:
+            i += 1
+            continue
+        if c < 0xC2 or c > 0xF4:
+            return False
+        need = 1 if c < 0xE0 else (2 if c < 0xF0 else 3)
+        if i + need >= e:
+            return False
+        first = buf[i + 1]
+        if first & 0xC0 != 0x80:
+            return False
+        if c == 0xE0 and first < 0xA0:
+            return False
+        if c == 0xED and first > 0x9F:
+            return False
+        if c == 0xF0 and first < 0x90:
+            return False
+        if c == 0xF4 and first > 0x8F:
+            return False
+        for k in range(2, need + 1):
+            if buf[i + k] & 0xC0 != 0x80:
+                return False
+        i += need + 1
+    return True
+
+
+@njit(cache=True)
+def decode_feed_response(
+    buf, end, sym_bytes, sym_lens, sym_slots, rows, idx, price, size, ts, ltt, cp, stamp_ns
+):
+    """Decode the ``FeedResponse`` in ``buf[0:end]`` into tick rows, one per LTPC-carrying feed.
+
+    Parameters
+    ----------
+    buf : numpy.ndarray
+        uint8 frame bytes.
+    end : int
+        Frame length.
+    sym_bytes, sym_lens, sym_slots : numpy.ndarray
+        Instrument-key table from :func:`engine.feeds.csv_nb.build_symbol_table`.
+    rows : numpy.ndarray
+        int64 engine row of each table entry.
+    idx, price, size, ts : numpy.ndarray
+        Batch columns: the key's row (-1 for a key not in the table), ``ltp``, ``ltq`` and
+        ``stamp_ns``.
+    ltt : numpy.ndarray
+        int64 column receiving ``ltt`` (ms since the epoch), as long as the batch.
+    cp : numpy.ndarray
+        float64 column receiving ``cp`` (previous close), as long as the batch.
+    stamp_ns : int
+        Arrival time of the frame, ns since the epoch, written to every row's ``ts``.
+
+    Returns
+    -------
+    n : int
+        Rows the frame carries (written when the status is ``DECODE_OK``).
+    status : int
+        ``DECODE_OK``, ``DECODE_FULL`` (``n`` exceeds the columns; nothing valid to deliver), or
+        a malformed-frame code (see :func:`reject_reason`).
+    """
+    capacity = idx.shape[0]
+    types = np.empty(MAX_DEPTH, np.int64)
+    ends = np.empty(MAX_DEPTH, np.int64)
+    groups = np.zeros(MAX_DEPTH, np.int64)
+    depth = 0
+    types[0] = _FEED_RESPONSE
+    ends[0] = end
+    n = 0
+    # the map entry being decoded: key bytes, which oneof members are set, its LTPC so far
+    key_s = 0
+    key_e = 0
+    member = 0
+    sub_member = 0
+    has_ltpc = False
+    ltp = 0.0
+    last_time = np.int64(0)
+    last_qty = np.int64(0)
+    close = 0.0
+    pos = 0
+    while True:
+        kind_of_frame = types[depth]
+        frame_end = ends[depth]
+        if pos == frame_end:
+            if kind_of_frame == _GROUP:
+                return n, _BAD_GROUP
+            if depth == 0:
+                break
+            if kind_of_frame == _ENTRY and has_ltpc:
+                if n < capacity:
+                    k = _lookup_symbol(buf, key_s, key_e, fnv1a(buf, key_s, key_e), sym_bytes,
+                                       sym_lens, sym_slots)
+                    idx[n] = rows[k] if k >= 0 else -1
+                    price[n] = ltp
+                    size[n] = np.float64(last_qty)
+                    ts[n] = stamp_ns
+                    ltt[n] = last_time
+                    cp[n] = close
+                n += 1
+            depth -= 1
+            continue
+        tag, pos = _varint(buf, pos, frame_end, 5)
+        if pos < 0:
+            return n, _TRUNCATED if pos == -1 else _BAD_VARINT
+        if tag > 0xFFFFFFFF:
+            return n, _BAD_VARINT
+        field = tag >> 3
+        wire = tag & 7
+        if wire == 4:
+            if kind_of_frame == _GROUP and groups[depth] == field:
+                depth -= 1
+                continue
+            return n, _BAD_GROUP
+        if field == 0 and kind_of_frame != _GROUP:
+            return n, _BAD_TAG
+        kind = SCHEMA[kind_of_frame, field] if field <= MAX_FIELD else 0
+        if kind != 0 and _WIRE_OF_KIND[kind & 7] != wire:
+            kind = 0  # a known field with another wire type is kept as an unknown one
+        if wire == 0:
+            value, pos = _varint(buf, pos, frame_end, 10)
+            if pos < 0:
+                return n, _TRUNCATED if pos == -1 else _BAD_VARINT
+            if kind_of_frame == _LTPC and kind != 0:
+                if field == 2:
+                    last_time = value
+                elif field == 3:
+                    last_qty = value
+        elif wire == 1:
+            if pos + 8 > frame_end:
+                return n, _TRUNCATED
+            if kind_of_frame == _LTPC and kind != 0:
+                if field == 1:
+                    ltp = float_bits(_fixed64(buf, pos))
+                elif field == 4:
+                    close = float_bits(_fixed64(buf, pos))
+            pos += 8
+        elif wire == 5:
+            if pos + 4 > frame_end:
+                return n, _TRUNCATED
+            pos += 4
+        elif wire == 2:
+            length, pos = _varint(buf, pos, frame_end, 5)
+            if pos < 0:
+                return n, _TRUNCATED if pos == -1 else _BAD_VARINT
+            if length > frame_end - pos:
+                return n, _TRUNCATED
+            child_end = pos + length
+            if kind & 7 == KIND_STRING:
+                if not _valid_utf8(buf, pos, child_end):
+                    return n, _BAD_UTF8
+                if kind_of_frame == _ENTRY:
+                    key_s = pos
+                    key_e = child_end
+                pos = child_end
+            elif kind & 7 == KIND_MESSAGE:
+                child = kind >> 3
+                if depth + 1 >= MAX_DEPTH:
+                    return n, _TOO_DEEP
+                if child == _ENTRY:
+                    key_s = pos
+                    key_e = pos
+                    member = 0
+                    sub_member = 0
+                    has_ltpc = False
+                    ltp, last_time, last_qty, close = 0.0, np.int64(0), np.int64(0), 0.0
+                elif kind_of_frame == _FEED and field <= 3 and field != member:
+                    # another member of Feed's oneof replaces the one set before
+                    member = field
+                    sub_member = 0
+                    has_ltpc = False
+                    ltp, last_time, last_qty, close = 0.0, np.int64(0), np.int64(0), 0.0
+                elif kind_of_frame == _FULL_FEED and field != sub_member:
+                    sub_member = field
+                    has_ltpc = False
+                    ltp, last_time, last_qty, close = 0.0, np.int64(0), np.int64(0), 0.0
+                if child == _LTPC:
+                    has_ltpc = True
+                depth += 1
+                types[depth] = child
+                ends[depth] = child_end
+                groups[depth] = 0
+            else:
+                pos = child_end
+        elif wire == 3:
+            if depth + 1 >= MAX_DEPTH:
+                return n, _TOO_DEEP
+            depth += 1
+            types[depth] = _GROUP
+            ends[depth] = frame_end
+            groups[depth] = field
+        else:
+            return n, _BAD_WIRE_TYPE
+    return n, (DECODE_OK if n <= capacity else DECODE_FULL)
