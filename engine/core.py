@@ -133,29 +133,30 @@ class Engine:
 
     def kill(self, ts: int | None = None) -> None:
         """Flatten everything and refuse every entry until ``resume``."""
-        self._control("kill")
+        self.announce("kill")
         kill(self.state.book, self.state.events, _now(ts))
         self.drain()
 
     def flatten(self, symbol: str | None = None, ts: int | None = None) -> None:
         """Close one symbol's position, or all of them, at the LTP (reason ``manual``)."""
         targets = range(self.state.n) if symbol is None else [self.state.index[symbol]]
-        self._control("flatten", symbol=symbol)
+        self.announce("flatten", symbol=symbol)
         for i in targets:
             flatten_one(self.state.book, self.state.events, i, _now(ts), layout.R_MANUAL)
         self.drain()
 
     def pause(self) -> None:
         """Stop new entries; exits keep running."""
-        self._control("pause")
+        self.announce("pause")
         self.state.set_pause(PAUSE_OPERATOR, True)
 
     def resume(self) -> None:
         """Lift a pause or halt (see ``State.resume``)."""
-        self._control("resume")
+        self.announce("resume")
         self.state.resume()
 
-    def _control(self, action: str, **fields) -> None:
+    def announce(self, action: str, **fields) -> None:
+        """Tell the control listeners (journal, page) of an operator action."""
         for listener in self.controls:
             listener(action, **fields)
 

@@ -22,7 +22,10 @@ import orjson
 import uvloop
 
 from engine.backtest import TradeStats
+from engine.brokers import live_adapter
 from engine.brokers.paper import PaperBroker
+from engine.brokers.reconcile import adopt, reconcile
+from engine.brokers.router import Router
 from engine.config import ConfigError, EngineConfig, dump_config, parse_config
 from engine.core import Engine
 from engine.events import RefusalFilter, event_record, trade_records
@@ -64,7 +67,6 @@ class Runtime:
         self.out = out
         self.started = time.monotonic()
         self.engine = Engine(cfg)
-        self.engine.paper = PaperBroker(self.engine)
         self.journal = Journal(cfg, self.engine.state.symbols)
         self.order_latency = self.journal.latency = LatencyRing()
         self.frame_latency = LatencyRing()
@@ -79,9 +81,20 @@ class Runtime:
         self.restored = restore(self.engine.state, cfg.journal.path, local_date(now, cfg.session))
         self.engine.sinks.append(self._on_events)
         self.engine.controls += [self.journal.control, self._on_control]
-        self.feed: WsFeed | None = None
+        #: the live broker's adapter and the router between it and the kernels, when live
+        self.adapter = self.router = None
+        if cfg.broker.live:
+            self.adapter = live_adapter(cfg, lambda code, message: self.router.alert(code, message))
+            self.router = Router(self.engine, self.adapter, self.journal, self._publish)
+        else:
+            self.engine.paper = PaperBroker(self.engine)
+        self.feed = None
+        index = self.engine.state.index
         if cfg.feed.name == "ws":
-            self.feed = WsFeed(cfg.feed, self.engine.state.index, self.deliver, self._on_feed)
+            self.feed = WsFeed(cfg.feed, index, self.deliver, self._on_feed)
+        elif cfg.feed.name == "broker":
+            self.feed = self.adapter.market_feed(index, self.deliver, self._on_feed)
+        if self.feed is not None:
             self.engine.state.set_pause(PAUSE_FEED, True)
         self.stop_event = asyncio.Event()
         self.web = None
@@ -99,7 +112,8 @@ class Runtime:
 
     def _on_feed(self, state: str) -> None:
         self.engine.state.set_pause(PAUSE_FEED, state != "connected")
-        self.journal.control("feed", state=state, url=self.cfg.feed.url)
+        url = self.cfg.broker.name if self.cfg.feed.name == "broker" else self.cfg.feed.url
+        self.journal.control("feed", state=state, url=url)
         self._publish({"type": "feed", "state": state})
 
     # -- events --------------------------------------------------------------------------------
@@ -114,8 +128,10 @@ class Runtime:
                 if record["type"] in ("entry", "exit"):
                     record.update(note)
         self.journal.write(records, recv_ns, submit_ns)
+        if self.router is not None:
+            self.router.on_records(records)
         for record in records:
-            if record["type"] in ("entry", "exit", "stop_moved"):
+            if record["type"] in ("entry", "exit", "stop_moved", "intent"):
                 self.orders.append(record)
             if self.listeners and self._refusals.keep(record):
                 self._publish(record)
@@ -133,7 +149,8 @@ class Runtime:
     # -- operator ------------------------------------------------------------------------------
 
     async def control(self, action: str, symbol: str | None = None) -> None:
-        """Apply an operator action: ``pause``, ``resume``, ``kill`` or ``flatten``.
+        """Apply an operator action: ``pause``, ``resume``, ``kill``, ``flatten``, and with a
+        live broker ``reconcile`` (check the broker again) or ``adopt`` (take its positions).
 
         ``kill`` also cancels every working paper order, so nothing leaves until ``resume``.
 
@@ -149,7 +166,11 @@ class Runtime:
             engine.resume()
         elif action == "kill":
             engine.kill()
-            await engine.paper.cancel_all()
+            if engine.paper is not None:
+                await engine.paper.cancel_all()
+        elif action in ("reconcile", "adopt") and self.router is not None:
+            engine.announce(action)
+            await (reconcile if action == "reconcile" else adopt)(self.router)
         elif action == "flatten":
             if symbol is not None and symbol not in engine.state.index:
                 raise KeyError(symbol)
@@ -197,11 +218,21 @@ class Runtime:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self.stop)
         self.journal.control("start", restored=self.restored)
+        tasks = []
+        if self.adapter is not None:
+            try:
+                await self.adapter.start()
+                await reconcile(self.router)
+            except BaseException:
+                await self.adapter.close()
+                self.journal.close()
+                raise
+            tasks.append(asyncio.create_task(self.router.follow()))
         # everything built so far lives as long as the process: keeping it out of the
         # collector's generations spares the ticks a full collection of it (tens of ms here)
         gc.collect()
         gc.freeze()
-        tasks = [asyncio.create_task(self._report())]
+        tasks.append(asyncio.create_task(self._report()))
         if self.web is not None:
             await self.web.start()
         feed = self.feed.run() if self.feed is not None else self._sim()
@@ -216,6 +247,9 @@ class Runtime:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if self.adapter is not None:
+                await self.router.close()
+                await self.adapter.close()
             self.journal.control("stop", ticks=self.engine.state.account_int(layout.A_TICKS))
             self.journal.close()
 
@@ -278,8 +312,11 @@ def run_live(cfg: EngineConfig, out: TextIO = sys.stdout) -> None:
     async def main() -> None:
         runtime = Runtime(cfg, out)
         feed = "the sim feed" if runtime.feed is None else cfg.feed.url
+        if cfg.feed.name == "broker":
+            feed = f"{cfg.broker.name}'s market data"
+        symbols = ", ".join(runtime.engine.state.symbols)
         print(
-            f"otrade: paper trading {', '.join(runtime.engine.state.symbols)} on {feed};"
+            f"otrade: {cfg.broker.name} trading {symbols} on {feed};"
             f" journal {cfg.journal.path}; restored {runtime.restored}",
             file=out,
             flush=True,

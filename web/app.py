@@ -19,6 +19,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.websockets import WebSocketDisconnect
 
+from engine.brokers.live_base import BrokerError
 from engine.config import ConfigError
 from web import views
 from web.auth import WS_FORBIDDEN, WS_UNAUTHORIZED, require_token, websocket_status
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 #: the page and its assets
 STATIC_DIR = Path(__file__).parent / "static"
 #: operator actions under ``POST /api/control/{action}``
-CONTROL_ACTIONS = ("pause", "resume", "flatten", "kill")
+CONTROL_ACTIONS = ("pause", "resume", "flatten", "kill", "reconcile", "adopt")
 
 
 def _json(content: Any, status_code: int = 200) -> Response:
@@ -113,17 +114,21 @@ def create_app(runtime: Runtime, token: str) -> FastAPI:
     async def config() -> Response:
         return _json(views.config(runtime))
 
-    @app.post("/api/control/{action}", dependencies=guarded, summary="pause|resume|flatten|kill")
+    @app.post("/api/control/{action}", dependencies=guarded, summary=" | ".join(CONTROL_ACTIONS))
     async def control(action: str, body: Annotated[dict | None, Body()] = None) -> Response:
         if action not in CONTROL_ACTIONS:
             raise HTTPException(404, f"unknown action {action!r}; one of {CONTROL_ACTIONS}")
         symbol = (body or {}).get("symbol")
         if symbol is not None and (action != "flatten" or not isinstance(symbol, str)):
             raise HTTPException(422, "symbol: only flatten takes a symbol (a string)")
+        if action in ("reconcile", "adopt") and runtime.router is None:
+            raise HTTPException(409, f"{action}: needs a live broker")
         try:
             await runtime.control(action, symbol)
         except KeyError:
             raise HTTPException(404, f"symbol: unknown symbol {symbol!r}") from None
+        except BrokerError as error:
+            raise HTTPException(502, f"broker: {error.message}") from None
         return await status()
 
     @app.patch("/api/strategy", dependencies=guarded, summary="Change strategy/bracket params")

@@ -51,6 +51,12 @@ def status(runtime: Runtime) -> dict:
             "last_tick_age_s": None if age is None else round(age, 3),
             "rejected_frames": {} if feed is None else feed.rejected_frames(),
         },
+        "broker": {
+            "name": runtime.cfg.broker.name,
+            "token": None
+            if runtime.router is None
+            else ("expired" if runtime.router.expired else "ok"),
+        },
         "rejected_ticks": state.rejected_ticks(),
         "refused_entries": state.refused_entries(),
         "latency_us": runtime.frame_latency.percentiles_us(),
@@ -113,10 +119,13 @@ def positions(state: State) -> list[dict]:
 
 
 async def orders(runtime: Runtime) -> dict:
-    """Return the paper broker's open orders and the strategy's recent orders, newest last."""
-    working = await runtime.engine.paper.open_orders()
+    """Return the broker's open orders and the strategy's recent orders, newest last."""
+    if runtime.router is not None:
+        working = runtime.router.working()
+    else:
+        working = [dataclasses.asdict(order) for order in await runtime.engine.paper.open_orders()]
     return {
-        "open": [dataclasses.asdict(order) for order in working],
+        "open": working,
         "recent": list(runtime.orders),
     }
 

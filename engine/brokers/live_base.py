@@ -68,12 +68,12 @@ class BrokerError(Exception):
         self.code = code
 
 
-class TokenExpired(BrokerError):
+class TokenExpired(BrokerError):  # noqa: N818 - named as the brokers name it
     """The session token is expired or revoked: Kite 403 ``TokenException``, Upstox 401
     ``UDAPI100050``, ProjectX 401 or ``GatewayLogout``."""
 
 
-class RateLimited(BrokerError):
+class RateLimited(BrokerError):  # noqa: N818
     """HTTP 429 persisted through every retry."""
 
 

@@ -299,6 +299,9 @@ class Router:
             self._book_fill(track, new, price, order.fill_ts or time.time_ns())
         if order.status in ("filled", "cancelled", "rejected"):
             track.final = True
+            # forget it: a late repeat of its last update then finds nothing to book
+            self.by_tag.pop(track.tag, None)
+            self.by_id.pop(order.order_id, None)
             self._settle(track, order)
 
     def _book_fill(self, track: Track, qty: int, price: float, ts: int) -> None:
@@ -336,6 +339,22 @@ class Router:
             elif not track.cancelling and book[i, layout.I_SIDE] != layout.FLAT:
                 # a protective order vanished under an open position: put it back
                 self._spawn(self._retry(track))
+
+    def working(self) -> list[dict]:
+        """Return the orders sent and not yet final, oldest first."""
+        return [
+            {
+                "tag": track.tag,
+                "order_id": track.order_id,
+                "role": track.role,
+                "symbol": self.state.symbols[track.i],
+                "side": "buy" if track.side == layout.LONG else "sell",
+                "qty": track.qty,
+                "filled_qty": track.filled,
+            }
+            for track in self.by_tag.values()
+            if not track.final
+        ]
 
     # -- token and alerts -----------------------------------------------------------------------
 
