@@ -25,11 +25,19 @@ class LiveEngine:
         Holds the config, the journal and the process's output.
     token : str or None
         Put in ``$OTRADE_TOKEN``; None leaves it unset so the engine generates one.
+    env : dict, optional
+        Extra environment variables (a broker's credentials).
     sections
         Config sections merged over ``tests.conftest.BASE_CONFIG``.
     """
 
-    def __init__(self, tmp_path: Path, token: str | None = "test-token", **sections) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        token: str | None = "test-token",
+        env: dict[str, str] | None = None,
+        **sections,
+    ) -> None:
         self.port = free_port()
         self.token = token
         self.journal = tmp_path / "journal.jsonl"
@@ -38,7 +46,9 @@ class LiveEngine:
         self.config = tmp_path / "engine.json"
         self.config.write_bytes(orjson.dumps(data))
         self.out = tmp_path / "out.txt"
+        extra = env or {}
         env = {key: value for key, value in os.environ.items() if key != "OTRADE_TOKEN"}
+        env.update(extra)
         if token is not None:
             env["OTRADE_TOKEN"] = token
         with open(self.out, "wb") as out:

@@ -1,18 +1,13 @@
 """Kite Connect's ticker over picows: binary ticks into the engine, text order updates out.
 
-The feed connects to ``<url>?api_key=..&access_token=..`` (the token is asked for on every
-connect, so a renewed one is picked up), subscribes its instrument tokens and sets their mode
-after every connect, and decodes each binary frame with
+Every connect asks for the current access token (so a renewed one is picked up), then
+subscribes the instrument tokens and sets their mode. Binary frames are decoded by
 :func:`~engine.brokers.kite.ticker_nb.decode_ticks` straight into a preallocated
-:class:`~engine.feeds.ticks.TickBatch`, so no Python object is made per tick. Kite's 1-byte
-heartbeats keep the feed alive between ticks. Text frames carry order updates
-(``{"type": "order", "data": {...}}``) and errors (``{"type": "error", "data": "..."}``).
-
-Reconnects and states follow :class:`engine.feeds.ws.WsFeed`: jittered exponential backoff,
-``connecting`` / ``connected`` / ``stale`` / ``disconnected``. A handshake refused with HTTP 403
-means the access token is expired or revoked: the feed alerts ``token_expired`` once per token
-and keeps retrying, since the broker may renew the token meanwhile. The connect URL holds the
-token, so it is never logged.
+:class:`~engine.feeds.ticks.TickBatch`, with no Python object per tick; Kite's 1-byte
+heartbeats keep the feed alive between ticks. Text frames carry order updates and errors.
+Reconnects and states follow :class:`engine.feeds.ws.WsFeed`. A handshake refused with HTTP 403
+means the token is expired or revoked: ``token_expired`` is alerted once per token and the feed
+keeps retrying, since the broker may renew the token. The URL holds the token: never logged.
 """
 
 from __future__ import annotations
@@ -30,12 +25,7 @@ import orjson
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 from picows.common import WSHandshakeError
 
-from engine.brokers.kite.ticker_nb import (
-    ERR_PACKET_LENGTH,
-    ERR_TRUNCATED,
-    decode_ticks,
-    token_table,
-)
+from engine.brokers.kite import ticker_nb
 from engine.brokers.live_base import Alert, Deliver
 from engine.feeds.ticks import TickBatch
 from engine.feeds.ws import BACKOFF_MAX_S, BACKOFF_START_S, FRAME_BATCH_TICKS
@@ -53,10 +43,8 @@ MAX_FRAME_BYTES = 4 << 20
 FRAME_BUFFER_BYTES = 64 << 10
 #: Kite's subscription modes
 MODES = ("ltp", "quote", "full")
-#: reasons a frame is dropped
+#: reasons a frame is dropped; the first two are decode_ticks' codes -1 and -2
 KITE_REJECTS = ("truncated", "packet_length", "bad_text", "fragmented")
-
-_DECODE_REJECTS = {ERR_TRUNCATED: "truncated", ERR_PACKET_LENGTH: "packet_length"}
 
 
 class KiteTicker:
@@ -110,7 +98,7 @@ class KiteTicker:
         self.on_alert = on_alert
         self.mode = mode
         self.stale_after_s = stale_after_s
-        self.token_keys, self.token_rows = token_table(tokens)
+        self.token_keys, self.token_rows = ticker_nb.token_table(tokens)
         self.batch = TickBatch(FRAME_BATCH_TICKS)
         self._columns = (self.batch.idx, self.batch.price, self.batch.size, self.batch.ts)
         self._frame_buf = np.zeros(FRAME_BUFFER_BYTES, np.uint8)
@@ -118,17 +106,13 @@ class KiteTicker:
         self.state = "connecting"
         #: frames dropped, by reason (``KITE_REJECTS``)
         self.rejected = dict.fromkeys(KITE_REJECTS, 0)
-        #: binary frames that carried packets, and heartbeats
-        self.frames = 0
-        self.heartbeats = 0
-        #: connection attempts after the first
-        self.reconnects = 0
+        #: binary frames with packets, heartbeats, and connection attempts after the first
+        self.frames, self.heartbeats, self.reconnects = 0, 0, 0
         #: ``time.monotonic()`` of the last frame with ticks, None before the first
         self.last_tick_at: float | None = None
-        #: ``time.monotonic()`` of the last binary frame or heartbeat, or of the connect
+        #: ``time.monotonic()`` of the last frame of any kind (heartbeats too), or of the connect
         self.last_frame_at: float | None = None
         self._transport: WSTransport | None = None
-        self._in_fragment = False
         self._stopping = False
         self._stop_requested = asyncio.Event()
         # the token whose refusal was alerted, so one expiry alerts once however many retries
@@ -202,7 +186,16 @@ class KiteTicker:
 
     def _refused(self, error: WSHandshakeError, token: str) -> None:
         status = int(error.response.status) if error.response is not None else 0
-        message = _refusal_message(error.raw_body, status)
+        # Kite's error envelope carries a message; otherwise the body itself, else the status
+        body = (error.raw_body or b"").strip()
+        try:
+            envelope = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            envelope = None
+        if isinstance(envelope, dict) and isinstance(envelope.get("message"), str):
+            message = envelope["message"]
+        else:
+            message = body.decode("utf-8", "replace") or f"HTTP {status}"
         if status == 403:
             if token != self._refused_token:
                 self._refused_token = token
@@ -242,7 +235,6 @@ class KiteTicker:
             transport.disconnect()
             return
         self._transport = transport
-        self._in_fragment = False
         self._refused_token = None
         self._outage_alerted = False
         tokens = self.token_keys.tolist()
@@ -258,30 +250,26 @@ class KiteTicker:
 
     def _frame(self, transport: WSTransport, frame: WSFrame) -> None:
         recv_ns = time.monotonic_ns()
+        self.last_frame_at = time.monotonic()
         kind = frame.msg_type
         if kind == WSMsgType.BINARY or kind == WSMsgType.TEXT:
             if not frame.fin:
-                # Kite never fragments; a fragmented message is dropped whole
-                self._in_fragment = True
+                # Kite never fragments; a fragmented message is dropped whole (its
+                # continuation frames fall through below)
                 self.rejected["fragmented"] += 1
             elif kind == WSMsgType.BINARY:
                 self._binary(frame, recv_ns)
             else:
                 self._text(frame.get_payload_as_bytes())
-        elif kind == WSMsgType.CONTINUATION:
-            if frame.fin:
-                self._in_fragment = False
         elif kind == WSMsgType.CLOSE:
             transport.send_close(frame.get_close_code())
             transport.disconnect()
 
     def _binary(self, frame: WSFrame, recv_ns: int) -> None:
-        self.last_frame_at = time.monotonic()
         size = frame.payload_size
+        self._set_state("connected")  # a heartbeat or ticks: the connection is alive
         if size < 2:
             self.heartbeats += 1
-            if self.state != "connected":
-                self._set_state("connected")
             return
         self.frames += 1
         if size > self._frame_buf.shape[0]:
@@ -294,22 +282,24 @@ class KiteTicker:
         keys, rows, capacity = self.token_keys, self.token_rows, self.batch.capacity
         start = 0
         while True:
-            n = decode_ticks(self._frame_buf, size, keys, rows, *self._columns, wall_ns, start)
+            n = ticker_nb.decode_ticks(
+                self._frame_buf, size, keys, rows, *self._columns, wall_ns, start
+            )
             if n < 0:
-                self.rejected[_DECODE_REJECTS[n]] += 1
+                self.rejected[KITE_REJECTS[-n - 1]] += 1
                 return
             if n:
-                self._deliver(n, recv_ns)
+                self.last_tick_at = time.monotonic()
+                try:
+                    self.deliver(self.batch, n, recv_ns)
+                except Exception as error:  # noqa: BLE001 - stream callbacks never crash the loop
+                    log.exception("kite tick delivery failed")
+                    self._alert("stream", f"kite ticks not delivered: {error!r}")
+                    return
             if n < capacity:
                 return
             # a frame larger than the batch runs as several kernel calls, in order
             start += n
-
-    def _deliver(self, n: int, recv_ns: int) -> None:
-        self.last_tick_at = time.monotonic()
-        if self.state != "connected":
-            self._set_state("connected")
-        self.deliver(self.batch, n, recv_ns)
 
     def _text(self, payload: bytes) -> None:
         try:
@@ -319,8 +309,7 @@ class KiteTicker:
             return
         if type(message) is not dict:
             return
-        kind = message.get("type")
-        data = message.get("data")
+        kind, data = message.get("type"), message.get("data")
         if kind == "order" and isinstance(data, dict) and data:
             try:
                 self.on_order(data)
@@ -329,18 +318,6 @@ class KiteTicker:
                 self._alert("stream", f"kite order update not handled: {error!r}")
         elif kind == "error":
             self._alert("broker_error", str(data))
-
-
-def _refusal_message(body: bytes | None, status: int) -> str:
-    # Kite's error envelope carries a message; otherwise the body itself, else the status
-    text = (body or b"").strip()
-    try:
-        envelope = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        envelope = None
-    if isinstance(envelope, dict) and isinstance(envelope.get("message"), str):
-        return envelope["message"]
-    return text.decode("utf-8", "replace") or f"HTTP {status}"
 
 
 class _Listener(WSListener):

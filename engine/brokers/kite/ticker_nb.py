@@ -37,7 +37,8 @@ INDEX_FULL_LEN = 32
 
 #: the frame is cut short: a packet count or length points beyond ``n_bytes``
 ERR_TRUNCATED = -1
-#: a packet's length is none of the five Kite packet lengths
+#: a packet's length is none of the five Kite packet lengths (kite/ticker.py indexes its
+#: reject reasons by these two codes)
 ERR_PACKET_LENGTH = -2
 #: ``decode_full``'s output array has fewer rows than the frame has packets, or too few columns
 ERR_OUT_OF_ROOM = -3
@@ -163,8 +164,8 @@ def _divisor(token):
 
 @njit(cache=True, inline="always")
 def _known_length(length):
-    return (  # noqa: SIM109
-        length == LTP_LEN
+    return (
+        length == LTP_LEN  # noqa: SIM109
         or length == QUOTE_LEN
         or length == FULL_LEN
         or length == INDEX_QUOTE_LEN
@@ -173,7 +174,7 @@ def _known_length(length):
 
 
 @njit(cache=True)
-def frame_packets(frame, n_bytes):
+def frame_packets(frame: np.ndarray, n_bytes: int) -> int:
     """Check a frame's structure and return its packet count.
 
     Parameters
@@ -208,17 +209,17 @@ def frame_packets(frame, n_bytes):
 
 @njit(cache=True)
 def decode_ticks(
-    frame,
-    n_bytes,
-    token_keys,
-    token_rows,
-    idx_out,
-    price_out,
-    size_out,
-    ts_out,
-    recv_wall_ns,
-    start,
-):
+    frame: np.ndarray,
+    n_bytes: int,
+    token_keys: np.ndarray,
+    token_rows: np.ndarray,
+    idx_out: np.ndarray,
+    price_out: np.ndarray,
+    size_out: np.ndarray,
+    ts_out: np.ndarray,
+    recv_wall_ns: int,
+    start: int,
+) -> int:
     """Decode a frame's packets into tick columns, one tick per packet.
 
     Parameters
@@ -280,7 +281,7 @@ def _ohlc_change(out, row, ltp, close):
 
 
 @njit(cache=True)
-def decode_full(frame, n_bytes, out):
+def decode_full(frame: np.ndarray, n_bytes: int, out: np.ndarray) -> int:
     """Decode every field of every packet of a frame, one row per packet.
 
     Parameters
