@@ -1,4 +1,4 @@
-"""The command line: ``python run.py [run|simfeed|backtest|doctor|ticks]`` (or ``otrade``).
+"""The command line: ``python run.py [run|simfeed|backtest|doctor|ticks|login]`` (or ``otrade``).
 
 Exit status 0 on success, 2 on a bad config or bad arguments; nothing starts on a bad config.
 """
@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
             return _backtest(args)
         if command == "simfeed":
             return _simfeed(args)
+        if command == "login":
+            return _login(args)
         return _ticks(args)
     except ConfigError as error:
         print(f"config error: {error}", file=sys.stderr)
@@ -63,10 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     ticks.add_argument("--out", type=Path, required=True, help="output .csv or .npy")
     ticks.add_argument("--count", type=int, default=1_000_000, help="ticks (%(default)s)")
     ticks.add_argument("--seed", type=int, help="seed (default: the config's feed.seed)")
+    login = commands.add_parser("login", help="log in to a broker and store the access token")
+    login.add_argument("broker", choices=("kite",), help="the broker to log in to")
     from engine.feeds import simfeed as simfeed_module
 
     simfeed_module.add_arguments(simfeed)
-    for sub in (run, simfeed, doctor, backtest, ticks):
+    for sub in (run, simfeed, doctor, backtest, ticks, login):
         sub.add_argument(
             "--config",
             type=Path,
@@ -99,6 +103,13 @@ def _simfeed(args: argparse.Namespace) -> int:
     from engine.feeds import simfeed
 
     return simfeed.serve(load_config(args.config), args)
+
+
+def _login(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    from engine.brokers.kite.login import login
+
+    return login(cfg)
 
 
 def _doctor(args: argparse.Namespace) -> int:

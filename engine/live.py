@@ -92,9 +92,8 @@ class Runtime:
         index = self.engine.state.index
         if cfg.feed.name == "ws":
             self.feed = WsFeed(cfg.feed, index, self.deliver, self._on_feed)
-        elif cfg.feed.name == "broker":
-            self.feed = self.adapter.market_feed(index, self.deliver, self._on_feed)
-        if self.feed is not None:
+        if cfg.feed.name in ("ws", "broker"):
+            # the broker's feed is built once the adapter has started (it needs the session)
             self.engine.state.set_pause(PAUSE_FEED, True)
         self.stop_event = asyncio.Event()
         self.web = None
@@ -228,6 +227,9 @@ class Runtime:
                 self.journal.close()
                 raise
             tasks.append(asyncio.create_task(self.router.follow()))
+            if self.cfg.feed.name == "broker":
+                state = self.engine.state
+                self.feed = self.adapter.market_feed(state.index, self.deliver, self._on_feed)
         # everything built so far lives as long as the process: keeping it out of the
         # collector's generations spares the ticks a full collection of it (tens of ms here)
         gc.collect()

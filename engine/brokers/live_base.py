@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -92,7 +93,11 @@ def secret(env_name: str, field: str) -> str:
 
 
 class TokenBucket:
-    """Client-side rate limit: ``rate`` requests per ``per`` seconds, bursting to ``rate``.
+    """Client-side rate limit: at most ``rate`` requests in any ``per`` seconds.
+
+    Kept as the send times of the last ``rate`` requests (a sliding window), so no window of
+    ``per`` seconds ever holds more, where a refilling bucket would let a full burst follow a
+    full refill and send twice the limit in one second.
 
     Parameters
     ----------
@@ -103,29 +108,23 @@ class TokenBucket:
     """
 
     def __init__(self, rate: int, per: float) -> None:
-        self.capacity = float(rate)
-        self.refill_per_s = rate / per
-        self.tokens = float(rate)
-        self.stamp = time.monotonic()
+        self.rate = rate
+        self.per = per
+        self.sent: deque[float] = deque(maxlen=rate)
         #: no request leaves before this monotonic time (set by a 429's back-off)
         self.blocked_until = 0.0
-
-    def _refill(self, now: float) -> None:
-        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.refill_per_s)
-        self.stamp = now
 
     def delay(self) -> float:
         """Return the seconds until a request may leave (0 when one may leave now)."""
         now = time.monotonic()
-        self._refill(now)
         wait = max(0.0, self.blocked_until - now)
-        if self.tokens < 1.0:
-            wait = max(wait, (1.0 - self.tokens) / self.refill_per_s)
+        if len(self.sent) == self.rate:
+            wait = max(wait, self.sent[0] + self.per - now)
         return wait
 
     def take(self) -> None:
-        """Spend one token (call once :meth:`delay` is 0)."""
-        self.tokens -= 1.0
+        """Record a request leaving now (call once :meth:`delay` is 0)."""
+        self.sent.append(time.monotonic())
 
     def block(self, seconds: float) -> None:
         """Send nothing for ``seconds`` (after a 429)."""

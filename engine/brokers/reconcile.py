@@ -68,7 +68,7 @@ async def reconcile(router: Router) -> dict:
             continue
         if not (order.tag or "").startswith(TAG_PREFIX):
             report["foreign_orders"].append(_summary(order))
-        elif not _adopt_leg(router, order, held):
+        elif order.symbol not in report["matched"] or not _adopt_leg(router, order, held):
             await adapter.cancel(order.order_id)
             report["cancelled"].append(_summary(order))
     for symbol in report["matched"]:

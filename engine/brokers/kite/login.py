@@ -69,6 +69,12 @@ def read_token(path: Path) -> str:
         return ""
 
 
+def stored_tokens(cfg: EngineConfig) -> list[str]:
+    """Return the access tokens on hand: the variable's, then the token file's (no repeats)."""
+    found = (os.environ.get(env_name(cfg, "access_token"), "").strip(), read_token(token_path(cfg)))
+    return list(dict.fromkeys(token for token in found if token))
+
+
 def write_token(path: Path, token: str) -> None:
     """Store ``token`` at ``path`` with mode 0600, replacing any previous file atomically.
 

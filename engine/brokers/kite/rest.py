@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -32,6 +33,8 @@ from engine.brokers.base import (
 )
 from engine.brokers.live_base import BrokerError, TokenExpired
 from engine.brokers.stream import UpdateStream
+from engine.config_errors import ConfigError
+from engine.config_models import InstrumentConfig
 
 #: Kite's timestamps are Indian Standard Time, which has no daylight saving
 IST = timezone(timedelta(hours=5, minutes=30))
@@ -54,6 +57,8 @@ VALIDITY = "DAY"
 FINAL_STATUSES: dict[str, str] = {"COMPLETE": "filled", "REJECTED": "rejected"}
 #: statuses that show a stop order's trigger was reached
 TRIGGERED: frozenset[str] = frozenset({"OPEN", "COMPLETE"})
+#: final statuses whose ``status_message`` says why
+FINAL_REASONED: frozenset[str] = frozenset({"cancelled", "rejected"})
 #: error types with which Kite refuses a well-formed order (returned as ``rejected``)
 REFUSALS: frozenset[str] = frozenset({"InputException", "MarginException", "OrderException"})
 
@@ -174,6 +179,55 @@ def modify_form(
     return form, new
 
 
+def check_quotes(quotes: dict, names: list[str], instruments: Sequence[InstrumentConfig]) -> None:
+    """Check each instrument's Kite ids against the ``GET /quote/ltp`` answer for ``names``.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``instruments[i].kite`` for the first instrument Kite does not know or whose
+        ``instrument_token`` is not the one Kite gives.
+    """
+    for index, (name, instrument) in enumerate(zip(names, instruments, strict=True)):
+        where = f"instruments[{index}].kite"
+        quote = quotes.get(name)
+        if quote is None:
+            raise ConfigError(f"{where}: Kite does not know {name}", path=where)
+        token = int(quote.get("instrument_token") or 0)
+        if instrument.kite is None or token != instrument.kite.instrument_token:
+            configured = instrument.kite.instrument_token if instrument.kite else None
+            raise ConfigError(
+                f"{where}: instrument_token {configured} is not {name}'s, Kite says {token}",
+                path=where,
+            )
+
+
+def net_positions(rows: Iterable[dict], symbols: dict[tuple, str]) -> dict[str, dict]:
+    """Return Kite's ``net`` positions as ``{symbol: {"side", "qty", "entry_price"}}``.
+
+    Flat rows are left out; an instrument held under several products (MIS and NRML) nets
+    to one position. ``symbols`` maps ``(exchange, tradingsymbol)`` to the configured symbol;
+    other instruments keep Kite's tradingsymbol.
+    """
+    totals: dict[str, list[float]] = {}
+    for row in rows:
+        quantity = int(row.get("quantity") or 0)
+        if quantity:
+            key = (row.get("exchange"), row.get("tradingsymbol"))
+            total = totals.setdefault(symbols.get(key, str(row.get("tradingsymbol"))), [0, 0.0])
+            total[0] += quantity
+            total[1] += quantity * float(row.get("average_price") or 0.0)
+    return {
+        symbol: {
+            "side": "long" if qty > 0 else "short",
+            "qty": int(abs(qty)),
+            "entry_price": value / qty,
+        }
+        for symbol, (qty, value) in totals.items()
+        if qty
+    }
+
+
 def parse_time(text: object) -> int | None:
     """Return a Kite ``YYYY-MM-DD HH:MM:SS`` (IST) timestamp as ns since the epoch, or None."""
     if not isinstance(text, str) or not text:
@@ -239,7 +293,7 @@ def order_state(data: dict, symbol: str, oco_group: int | None = None) -> tuple[
         # a stop rests as OPEN (or fills) once its trigger is reached; before that it shows
         # TRIGGER PENDING or one of the validation and modification steps
         triggered=order_type in STOP_TYPES and (filled > 0 or kite_status in TRIGGERED),
-        reason=(data.get("status_message") or None) if status in ("cancelled", "rejected") else None,
+        reason=(data.get("status_message") or None) if status in FINAL_REASONED else None,
     )
     return state, changed_at
 
@@ -303,9 +357,13 @@ class OrderTracker:
         old_filled = 0 if old is None else old.filled_qty
         if old is None and new.status == "working" and new.filled_qty == 0:
             kinds.append("accepted")
-        if old is not None and new.is_open and (
-            (new.qty, new.limit_price, new.stop_price)
-            != (old.qty, old.limit_price, old.stop_price)
+        if (
+            old is not None
+            and new.is_open
+            and (
+                (new.qty, new.limit_price, new.stop_price)
+                != (old.qty, old.limit_price, old.stop_price)
+            )
         ):
             kinds.append("modified")
         if new.triggered and new.is_open and not (old is not None and old.triggered):
