@@ -26,6 +26,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+try:
+    from bench.report_brokers import brokers_section
+except ImportError:  # run as a script: bench/ itself is on the path
+    from report_brokers import brokers_section
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTES_OPEN = "<!-- notes -->"
 NOTES_CLOSE = "<!-- /notes -->"
@@ -487,6 +492,7 @@ def render(doc: dict, benches: dict[str, Bench], notes: str, source: str) -> str
         kernels_section(benches),
         process_section(benches),
         live_section(benches),
+        brokers_section(benches, table),
         all_section(benches),
     ):
         if section:
