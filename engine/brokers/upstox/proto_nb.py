@@ -57,6 +57,7 @@ PROTO_REJECTS: tuple[str, ...] = (
     "bad_utf8",  # a string field that is not valid UTF-8
     "too_deep",  # nesting beyond MAX_DEPTH
 )
+#: the malformed-frame status codes, in PROTO_REJECTS order
 _TRUNCATED, _BAD_VARINT, _BAD_TAG, _BAD_WIRE_TYPE, _BAD_GROUP, _BAD_UTF8, _TOO_DEEP = range(2, 9)
 
 #: message types of the schema, by id (a pseudo type for unknown groups last)
@@ -81,6 +82,7 @@ TYPE_NAMES: tuple[str, ...] = (
     "google.protobuf.DoubleValue",
     "<group>",
 )
+#: message type ids, in TYPE_NAMES order
 (
     _FEED_RESPONSE,
     _ENTRY,
@@ -110,6 +112,7 @@ MAX_FIELD = 16
 #: deepest nesting of messages and groups accepted (upb's default recursion limit)
 MAX_DEPTH = 100
 
+#: short names for the table below: varint (int64, enum, bool), double, string
 _V, _D, _S = KIND_VARINT, KIND_FIXED64, KIND_STRING
 
 
@@ -117,6 +120,7 @@ def _message(child: int) -> int:
     return KIND_MESSAGE + 8 * child
 
 
+#: the fields of MarketDataFeedV3.proto by message type id: field number -> kind
 _FIELDS: dict[int, dict[int, int]] = {
     _FEED_RESPONSE: {1: _V, 2: _message(_ENTRY), 3: _V, 4: _message(_MARKET_INFO)},
     _ENTRY: {1: _S, 2: _message(_FEED)},
@@ -264,9 +268,9 @@ def decode_feed_response(
         a malformed-frame code (see :func:`reject_reason`).
     """
     capacity = idx.shape[0]
-    types = np.empty(MAX_DEPTH, np.int64)
-    ends = np.empty(MAX_DEPTH, np.int64)
-    groups = np.zeros(MAX_DEPTH, np.int64)
+    types = np.empty(MAX_DEPTH + 1, np.int64)
+    ends = np.empty(MAX_DEPTH + 1, np.int64)
+    groups = np.zeros(MAX_DEPTH + 1, np.int64)
     depth = 0
     types[0] = _FEED_RESPONSE
     ends[0] = end
@@ -277,6 +281,7 @@ def decode_feed_response(
     member = 0
     sub_member = 0
     has_ltpc = False
+    entry_unknown = False
     ltp = 0.0
     last_time = np.int64(0)
     last_qty = np.int64(0)
@@ -290,10 +295,11 @@ def decode_feed_response(
                 return n, _BAD_GROUP
             if depth == 0:
                 break
-            if kind_of_frame == _ENTRY and has_ltpc:
+            if kind_of_frame == _ENTRY and has_ltpc and not entry_unknown:
                 if n < capacity:
-                    k = _lookup_symbol(buf, key_s, key_e, fnv1a(buf, key_s, key_e), sym_bytes,
-                                       sym_lens, sym_slots)
+                    k = _lookup_symbol(
+                        buf, key_s, key_e, fnv1a(buf, key_s, key_e), sym_bytes, sym_lens, sym_slots
+                    )
                     idx[n] = rows[k] if k >= 0 else -1
                     price[n] = ltp
                     size[n] = np.float64(last_qty)
@@ -320,6 +326,8 @@ def decode_feed_response(
         kind = SCHEMA[kind_of_frame, field] if field <= MAX_FIELD else 0
         if kind != 0 and _WIRE_OF_KIND[kind & 7] != wire:
             kind = 0  # a known field with another wire type is kept as an unknown one
+        if kind == 0 and kind_of_frame == _ENTRY:
+            entry_unknown = True
         if wire == 0:
             value, pos = _varint(buf, pos, frame_end, 10)
             if pos < 0:
@@ -358,7 +366,7 @@ def decode_feed_response(
                 pos = child_end
             elif kind & 7 == KIND_MESSAGE:
                 child = kind >> 3
-                if depth + 1 >= MAX_DEPTH:
+                if depth == MAX_DEPTH:
                     return n, _TOO_DEEP
                 if child == _ENTRY:
                     key_s = pos
@@ -366,6 +374,7 @@ def decode_feed_response(
                     member = 0
                     sub_member = 0
                     has_ltpc = False
+                    entry_unknown = False
                     ltp, last_time, last_qty, close = 0.0, np.int64(0), np.int64(0), 0.0
                 elif kind_of_frame == _FEED and field <= 3 and field != member:
                     # another member of Feed's oneof replaces the one set before
@@ -386,7 +395,7 @@ def decode_feed_response(
             else:
                 pos = child_end
         elif wire == 3:
-            if depth + 1 >= MAX_DEPTH:
+            if depth == MAX_DEPTH:
                 return n, _TOO_DEEP
             depth += 1
             types[depth] = _GROUP
