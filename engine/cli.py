@@ -86,15 +86,22 @@ def _run(args: argparse.Namespace) -> int:
         print(f"otrade: wrote the default config to {args.config}", flush=True)
     if cfg.feed.name == "replay":
         print(
-            f"config error: {args.config}: feed.name: live runs take the 'sim' or 'ws' feed,"
+            f"config error: {args.config}: feed.name: live runs take the 'sim', 'ws' or 'broker'"
+            " feed,"
             " got 'replay' (use `backtest --ticks` to replay a file, or `simfeed --replay`"
             " to stream it)",
             file=sys.stderr,
         )
         return 2
+    from engine.brokers.live_base import BrokerError
     from engine.live import run_live
 
-    run_live(cfg)
+    try:
+        run_live(cfg)
+    except BrokerError as error:
+        hint = " (run `python run.py login kite`)" if cfg.broker.name == "kite" else ""
+        print(f"broker error: {cfg.broker.name}: {error.message}{hint}", file=sys.stderr)
+        return 2
     print("otrade: stopped", flush=True)
     return 0
 

@@ -64,7 +64,8 @@ class LiveEngine:
 
     def _answers(self) -> bool:
         if self.process.poll() is not None:
-            raise AssertionError(f"run.py exited: {self.out.read_text()}")
+            code = self.process.returncode
+            raise AssertionError(f"run.py exited {code}: {self.out.read_text()}")
         try:
             return self.http.get("/api/status").status_code == 200
         except httpx.TransportError:

@@ -176,3 +176,11 @@ def test_a_restart_adopts_matching_orders_and_halts_on_a_mismatch(tmp_path, fake
         assert live.http.get("/api/positions").json() == []
     finally:
         assert live.stop() == 0
+
+
+def test_an_expired_token_at_start_stops_it_with_status_2(tmp_path, fake) -> None:
+    fake.expire_token()
+    with pytest.raises(AssertionError, match="run.py exited 2:"):
+        start(tmp_path, fake)
+    journal = (tmp_path / "journal.jsonl").read_text()
+    assert '"action":"stop"' not in journal and '"type":"order"' not in journal

@@ -154,6 +154,10 @@ class WsFeed:
     def _connected(self, transport: WSTransport) -> None:
         self._transport = transport
         self._in_fragment = False
+        if self._stopping:
+            # stop() came while the handshake was in flight: run() waits on this connection
+            transport.disconnect()
+            return
         if self.cfg.subscribe is not None:
             transport.send(WSMsgType.TEXT, orjson.dumps(self.cfg.subscribe))
         self._set_state("connected")
