@@ -251,6 +251,16 @@ class MarketFeed(Protocol):
 
     #: ``connecting``, ``connected``, ``stale`` or ``disconnected``
     state: str
+    #: connection attempts after the first
+    reconnects: int
+
+    def rejected_frames(self) -> dict[str, int]:
+        """Return the frames (or records) dropped, by reason, nonzero reasons only."""
+        ...
+
+    def last_tick_age(self) -> float | None:
+        """Return seconds since the last tick arrived, or None before the first."""
+        ...
 
     async def run(self) -> None:
         """Connect, subscribe and deliver ticks until :meth:`stop`, reconnecting with backoff."""

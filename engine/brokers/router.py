@@ -170,7 +170,7 @@ class Router:
             symbol=self.state.symbols[track.i],
             side=order.side,
             qty=order.qty,
-            type=order.type,
+            order_type=order.type,
             limit_price=order.limit_price,
             stop_price=order.stop_price,
             status=order.status,
@@ -232,8 +232,8 @@ class Router:
         tick = book[i, layout.I_TICK_SIZE]
         qty = int(book[i, layout.I_QTY])
         prices = {
-            "target": round(book[i, layout.I_TARGET]) * tick,
-            "stop": round(book[i, layout.I_STOP]) * tick,
+            "target": float(round(book[i, layout.I_TARGET]) * tick),
+            "stop": float(round(book[i, layout.I_STOP]) * tick),
         }
         sends = []
         for role, type_ in (("target", "limit"), ("stop", "stop")):

@@ -19,7 +19,6 @@ orders once, however many times the stream and the poll report it.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -29,8 +28,6 @@ from engine.brokers.base import OrderState
 from engine.brokers.projectx.signalr import HubConnection, HubHandler
 from engine.brokers.stream import UpdateStream
 from engine.feeds.ticks import TickBatch
-
-log = logging.getLogger("otrade.projectx")
 
 #: ProjectX order status -> OrderState status (None, Open, Filled, Cancelled, Expired,
 #: Rejected, Pending, PendingCancellation, Suspended)
@@ -64,9 +61,18 @@ FRAME_BATCH_TICKS = 4096
 
 
 def parse_ts(text: object) -> int | None:
-    """Return an ISO 8601 gateway timestamp as ns since the epoch, None when absent or bad.
+    """Return an ISO 8601 gateway timestamp as ns since the epoch.
 
-    A timestamp without a zone is UTC.
+    Parameters
+    ----------
+    text : object
+        The field's value, e.g. ``"2025-03-14T14:30:01.1234567+00:00"``; without a zone it is
+        UTC.
+
+    Returns
+    -------
+    int or None
+        None when the value is absent or not a timestamp.
     """
     if not isinstance(text, str) or not text:
         return None
@@ -130,8 +136,11 @@ class OrderTracker:
         fill_price = raw.get("filledPrice") if filled else None
         fill_ts = parse_ts(raw.get("updateTimestamp")) if filled else None
         learned = self._fills.get(order_id)
-        if learned is not None and learned[0] >= filled:
+        if learned is not None and learned[0] >= max(filled, 1):
+            # trades seen cover the reported fill (or run ahead of a stale report)
             filled, fill_price, fill_ts = learned[0], learned[1] / learned[0], learned[2]
+            if filled >= qty and status == "working":
+                status = "filled"
         limit = raw.get("limitPrice") if order_type in ("limit", "stop_limit") else None
         stop = raw.get("stopPrice") if order_type in ("stop", "stop_limit") else None
         contract = str(raw.get("contractId"))
@@ -161,18 +170,21 @@ class OrderTracker:
     def on_trade(self, raw: dict) -> None:
         """Merge one ``GatewayUserTrade`` (a fill of ``size`` at ``price``) into its order."""
         trade_id = raw.get("id")
-        if raw.get("voided") or trade_id in self._trade_ids:
+        size, price = int(raw.get("size") or 0), float(raw.get("price") or 0.0)
+        if raw.get("voided") or size <= 0 or trade_id in self._trade_ids:
             return
         self._trade_ids.add(trade_id)
         order_id = str(raw.get("orderId"))
-        size, price = int(raw.get("size") or 0), float(raw.get("price") or 0.0)
         ts = parse_ts(raw.get("creationTimestamp")) or time.time_ns()
         learned = self._fills.setdefault(order_id, [0, 0.0, ts])
+        explained = learned[0]
         learned[0] += size
         learned[1] += price * size
         learned[2] = ts
         known = self.orders.get(order_id)
-        if known is not None and learned[0] > known.filled_qty:
+        # a trade adds to the fill only when the trades seen explain the fill known so far;
+        # after a missed trade the order's own cumulative fillVolume is awaited instead
+        if known is not None and known.filled_qty == explained:
             status = "filled" if learned[0] >= known.qty else known.status
             self.observe(
                 replace(
@@ -184,13 +196,18 @@ class OrderTracker:
                 )
             )
 
-    def observe(self, state: OrderState, *, quiet: bool = False) -> OrderState:
-        """Merge ``state`` into what is known and stream what changed (nothing when quiet).
+    def observe(self, state: OrderState) -> OrderState:
+        """Merge ``state`` into what is known and stream each change once.
+
+        Parameters
+        ----------
+        state : OrderState
+            The order as just reported (by the hub, a poll, or a REST answer).
 
         Returns
         -------
         OrderState
-            The merged state.
+            The merged state: ``state``, unless it would move the order backwards.
         """
         if state.tag:
             self.tags[state.tag] = state.order_id
@@ -198,7 +215,12 @@ class OrderTracker:
         kinds: list[str] = []
         if old is None:
             merged = state
-            kinds.append(_FIRST_KIND[state.status])
+            if state.is_open:
+                kinds.append("accepted")
+            if state.filled_qty:
+                kinds.append("filled")
+            if state.status in ("cancelled", "rejected"):
+                kinds.append(state.status)
         elif not old.is_open:
             if state.filled_qty <= old.filled_qty:
                 return old
@@ -218,7 +240,7 @@ class OrderTracker:
                     fill_price=old.fill_price,
                     fill_ts=old.fill_ts,
                 )
-            if merged.filled_qty > old.filled_qty:
+            if merged.filled_qty > old.filled_qty or merged.status == "filled":
                 kinds.append("filled")
             if merged.status in ("cancelled", "rejected"):
                 kinds.append(merged.status)
@@ -228,26 +250,15 @@ class OrderTracker:
             ):
                 kinds.append("modified")
         self.orders[merged.order_id] = merged
-        if not quiet:
-            for kind in kinds:
-                reason = merged.reason if kind in ("cancelled", "rejected") else None
-                ts = merged.fill_ts if kind == "filled" and merged.fill_ts else time.time_ns()
-                self.stream.emit(kind, merged, reason, ts)
+        for kind in kinds:
+            reason = merged.reason if kind in ("cancelled", "rejected") else None
+            ts = merged.fill_ts if kind == "filled" and merged.fill_ts else time.time_ns()
+            self.stream.emit(kind, merged, reason, ts)
         return merged
 
     def open_ids(self) -> list[str]:
         """Return the ids of our orders still open, as last known."""
         return [order_id for order_id, state in self.orders.items() if state.is_open]
-
-
-#: the update kind of an order's first sighting, by status
-_FIRST_KIND = {
-    "working": "accepted",
-    "pending": "accepted",
-    "filled": "filled",
-    "cancelled": "cancelled",
-    "rejected": "rejected",
-}
 
 
 class UserHub(HubHandler):
@@ -370,6 +381,20 @@ class ProjectXMarketFeed(HubHandler):
     def stop(self) -> None:
         """Close the connection and end :meth:`run`."""
         self.hub.stop()
+
+    @property
+    def reconnects(self) -> int:
+        """Connection attempts after the first."""
+        return self.hub.reconnects
+
+    def rejected_frames(self) -> dict[str, int]:
+        """Return what was dropped, by reason, nonzero reasons only."""
+        counts = {"malformed": self.hub.malformed, "no_price": self.dropped}
+        return {reason: count for reason, count in counts.items() if count}
+
+    def last_tick_age(self) -> float | None:
+        """Return seconds since the last tick arrived, or None before the first."""
+        return None if self.last_tick_at is None else time.monotonic() - self.last_tick_at
 
     def _set_state(self, state: str) -> None:
         if state != self.state:

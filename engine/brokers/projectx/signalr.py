@@ -187,12 +187,14 @@ class HubConnection:
                     )
                 except WSInvalidStatusError as error:
                     status = int(error.response.status) if error.response is not None else 0
-                    if status == 401:
+                    # a token renewed since this attempt began is simply tried next time
+                    if status == 401 and url == self.url():
                         self.handler.hub_unauthorized(f"{self.name} hub: HTTP 401 Unauthorized")
                     log.debug("%s hub refused the upgrade: HTTP %s", self.name, status)
                 except Exception as error:  # noqa: BLE001
-                    # any failure to connect is retried: the gateway may be restarting
-                    log.debug("%s hub connect failed: %s", self.name, error)
+                    # any failure to connect is retried: the gateway may be restarting. Only
+                    # the error's type is logged: its text may quote the URL, token included
+                    log.debug("%s hub connect failed: %s", self.name, type(error).__name__)
                 else:
                     self.connected_url = url
                     handshakes = self.connections
@@ -225,6 +227,13 @@ class HubConnection:
     def send(self, target: str, arguments: list) -> bool:
         """Invoke ``target`` on the server; a failure comes back through ``hub_error``.
 
+        Parameters
+        ----------
+        target : str
+            The hub method, e.g. ``SubscribeContractTrades``.
+        arguments : list
+            Its arguments, JSON-serialisable.
+
         Returns
         -------
         bool
@@ -254,7 +263,9 @@ class HubConnection:
                 continue
             now = time.monotonic()
             if now - self._last_heard > self.server_timeout_s:
-                log.debug("%s hub silent for %.1f s, reconnecting", self.name, self.server_timeout_s)
+                log.debug(
+                    "%s hub silent for %.1f s, reconnecting", self.name, self.server_timeout_s
+                )
                 transport.disconnect()
             elif self._open and now - last_ping >= self.ping_interval_s:
                 transport.send(WSMsgType.TEXT, PING_RECORD)
@@ -336,9 +347,7 @@ class HubConnection:
 
     def _handshake(self, transport: WSTransport, message: dict) -> None:
         if message.get("error"):
-            self._safely(
-                self.handler.hub_error, f"{self.name} hub handshake: {message['error']}"
-            )
+            self._safely(self.handler.hub_error, f"{self.name} hub handshake: {message['error']}")
             transport.disconnect()
             return
         self._open = True
