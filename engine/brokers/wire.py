@@ -217,7 +217,7 @@ class Wire:
             status,
             headers=response_headers,
             content=content,
-            request=httpx.Request(method, url),
+            request=httpx.Request(method, url, headers=headers),
         )
 
     async def _take(self) -> _Connection:

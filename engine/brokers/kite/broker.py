@@ -93,6 +93,7 @@ class KiteBroker:
         }
         self._tracker = OrderTracker(UpdateStream(STREAM_CAPACITY))
         self._ids: set[str] = set()
+        self._unseen: set[str] = set()
         #: tag -> monotonic deadline, for orders sent whose Kite id is not known yet
         self._pending: dict[str, float] = {}
         self._requests: dict[str, OrderRequest] = {}
@@ -322,6 +323,7 @@ class KiteBroker:
             if not tag or (tag not in self._pending and self.tags.get(tag) != order_id):
                 return None
             self._adopt(tag, order_id)
+        self._unseen.discard(order_id)
         return self._tracker.observe(*self._read(data))
 
     def _read(self, data: dict) -> tuple[OrderState, int]:
@@ -333,6 +335,9 @@ class KiteBroker:
     def _adopt(self, tag: str, order_id: str) -> None:
         self.tags[tag] = order_id
         self._ids.add(order_id)
+        if order_id not in self._tracker.known:
+            # placed but not yet seen in a poll or on the ticker: keep polling until it is
+            self._unseen.add(order_id)
         self._pending.pop(tag, None)
         self._wake.set()
 
@@ -356,7 +361,7 @@ class KiteBroker:
         now = time.monotonic()
         for tag in [tag for tag, deadline in self._pending.items() if deadline < now]:
             del self._pending[tag]
-        return bool(self._tracker.open_ids or self._pending)
+        return bool(self._tracker.open_ids or self._pending or self._unseen)
 
     async def _poll_once(self) -> None:
         try:
@@ -400,7 +405,10 @@ class KiteBroker:
 
     def _error(self, response):
         error = kite_error(response)
-        if isinstance(error, TokenExpired):
+        sent_with = response.request.headers.get("Authorization")
+        current = self._rest.headers.get("Authorization") if self._rest else None
+        # a request sent before a renewal answers for the old token: no new expiry
+        if isinstance(error, TokenExpired) and sent_with == current:
             self._token_expired(error.message)
         return error
 

@@ -138,7 +138,13 @@ class UpstoxBroker:
         journal_dir = Path(cfg.journal.path).parent
         self.token_path = Path(cfg.broker.token_path or journal_dir / "upstox_token")
         self.rest = RestClient(cfg.broker.rest_url, cfg.broker.timeout_s, self._error, on_alert)
-        self.order_host = "" if cfg.broker.base_url else ORDER_HOST
+        #: orders go to the SDK's order host unless ``base_url`` points everything elsewhere
+        self.order_rest = (
+            self.rest
+            if cfg.broker.base_url
+            else RestClient(ORDER_HOST, cfg.broker.timeout_s, self._error, on_alert)
+        )
+        self.order_rest.headers = self.rest.headers  # one dict: a new token reaches both
         #: client tag -> Upstox order id of every order placed here or seen with a tag
         self.tags: dict[str, str] = {}
         #: Upstox ``user_id`` of the token, once started
@@ -170,6 +176,8 @@ class UpstoxBroker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
         await self.rest.close()
+        if self.order_rest is not self.rest:
+            await self.order_rest.close()
 
     async def renew(self) -> bool:
         """Re-read the token (variable, then file), verify it; return whether it works."""
@@ -223,11 +231,9 @@ class UpstoxBroker:
         return token
 
     def _use_token(self, token: str) -> None:
-        self.rest.headers = {
-            "Authorization": f"Bearer {token}",
-            "Accept": "application/json",
-            "Api-Version": "2.0",
-        }
+        self.rest.headers.update(
+            {"Authorization": f"Bearer {token}", "Accept": "application/json", "Api-Version": "2.0"}
+        )
 
     async def _check_instruments(self) -> None:
         listed = [(i, inst) for i, inst in enumerate(self.cfg.instruments) if inst.upstox]
@@ -279,8 +285,8 @@ class UpstoxBroker:
         if buckets is None:
             limits = ORDER_LIMITS if path in ORDER_PATHS else STANDARD_LIMITS
             buckets = self._buckets[path] = tuple(TokenBucket(n, per) for n, per in limits)
-        url = self.order_host + path if path in ORDER_PATHS else path
-        response = await self.rest.request(method, url, buckets, **kwargs)
+        rest = self.order_rest if path in ORDER_PATHS else self.rest
+        response = await rest.request(method, path, buckets, **kwargs)
         try:
             return orjson.loads(response.content)
         except orjson.JSONDecodeError as error:
