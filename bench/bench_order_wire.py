@@ -9,8 +9,9 @@ order's tag. So the figure is the whole path: intent record, router, tag, the fo
 token bucket, httpx and the loopback write; the loopback itself is in it, making it an upper
 bound of "written to the socket".
 
-The baseline, in the same run, is a bare ``httpx.AsyncClient.post`` of a prepared Kite form to
-the same sink: what any Python client pays, and how much OTrade adds on top of it.
+Two baselines run in the same way in the same run: a bare ``httpx.AsyncClient.post`` of a
+prepared Kite form (what a plain Python client pays), and ``raw_write``, prepared request bytes
+written to an open connection (the floor of this machine: loopback and the sink waking up).
 
 Kite's own 10 orders/s bucket is lifted for the measurement (rounds run faster than that); the
 limiter's cost per request is still paid. Under ``--benchmark-disable`` a few rounds run and
@@ -158,6 +159,21 @@ async def _bare_rounds(url: str, rounds: int) -> dict[str, int]:
     return born
 
 
+async def _raw_rounds(url: str, rounds: int) -> dict[str, int]:
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    born: dict[str, int] = {}
+    for k in range(rounds):
+        body = f"tag=raw{k}".encode()
+        request = b"POST /orders/regular HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n%s"
+        born[f"raw{k}"] = time.monotonic_ns()
+        writer.write(request % (host.encode(), len(body), body))
+        await reader.readuntil(b"}}")
+        await asyncio.sleep(PACE_S)
+    writer.close()
+    return born
+
+
 def _latencies(url: str, born: dict[str, int]) -> np.ndarray:
     arrived = httpx.get(f"{url}/stats").json()
     joined = [arrived[tag] - start for tag, start in born.items() if tag in arrived]
@@ -196,3 +212,13 @@ def test_bare_httpx_post(benchmark, sink_url, bench_disabled: bool) -> None:
         lambda: runs.append(uvloop.run(_bare_rounds(sink_url, rounds))), rounds=1, iterations=1
     )
     _record(benchmark, _latencies(sink_url, runs[-1]), "bare_httpx")
+
+
+@pytest.mark.benchmark(group="order_wire")
+def test_raw_write(benchmark, sink_url, bench_disabled: bool) -> None:
+    rounds = SMOKE_ROUNDS if bench_disabled else ROUNDS
+    runs: list[dict[str, int]] = []
+    benchmark.pedantic(
+        lambda: runs.append(uvloop.run(_raw_rounds(sink_url, rounds))), rounds=1, iterations=1
+    )
+    _record(benchmark, _latencies(sink_url, runs[-1]), "raw_write")

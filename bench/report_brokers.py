@@ -46,7 +46,7 @@ def brokers_section(benches: dict[str, Any], table) -> list[str]:
         ]
     if wire:
         rows = []
-        for case in ("otrade", "bare_httpx"):
+        for case in ("otrade", "bare_httpx", "raw_write"):
             if case in wire:
                 e = wire[case].extra
                 rows.append(
@@ -60,7 +60,8 @@ def brokers_section(benches: dict[str, Any], table) -> list[str]:
         lines += [
             "Intent -> order request's first byte at a local server (`bench/bench_order_wire.py`):"
             " from the drained intent to `bench/order_sink.py` reading the request, loopback"
-            " included; `bare_httpx` is one `httpx.AsyncClient.post` of the same form, same run."
+            " included; `bare_httpx` is one `httpx.AsyncClient.post` of the same form and"
+            " `raw_write` prepared bytes on an open connection (this machine's floor), same run."
             + verdict,
             "",
             *table(["Case", "Orders", "p50", "p99"], rows, "lrrr"),

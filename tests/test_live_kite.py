@@ -21,7 +21,7 @@ def fake():
         yield kite
 
 
-def start(tmp_path, fake: FakeKite) -> LiveEngine:
+def start(tmp_path, fake: FakeKite, bracket: dict | None = None) -> LiveEngine:
     token_file = tmp_path / "kite_token"
     if not token_file.exists():
         token_file.write_text(fake.access_token)
@@ -30,7 +30,7 @@ def start(tmp_path, fake: FakeKite) -> LiveEngine:
         tmp_path,
         env={"KITE_API_KEY": fake.api_key, "KITE_API_SECRET": fake.api_secret},
         instruments=[{"symbol": "INFY", "tick_size": 0.05, "kite": INFY}],
-        bracket={"target_ticks": 20, "stop_ticks": 10},
+        bracket=bracket or {"target_ticks": 20, "stop_ticks": 10},
         broker={
             "name": "kite",
             "base_url": fake.rest_url,
@@ -99,6 +99,25 @@ def test_a_signal_trades_through_kite_and_the_target_cancels_the_stop(tmp_path, 
         assert fills[0]["tag"] == intent["tag"] and fills[1]["price"] == pytest.approx(102.0)
         assert fills[1]["pnl"] == pytest.approx(1.0)
         assert len(placed(fake)) == 3, "nothing is placed twice"
+    finally:
+        assert live.stop() == 0
+
+
+def test_a_trailing_stop_moves_the_resting_stop_at_kite(tmp_path, fake) -> None:
+    live = start(tmp_path, fake, {"target_ticks": 40, "stop_ticks": 10, "trail_ticks": 5})
+    try:
+        open_long(live, fake)
+        stop_id = next(
+            line["order_id"]
+            for line in live.lines()
+            if line["action"] == "placed" and line.get("role") == "stop"
+        )
+        fake.push_ticks("INFY", [101.6])
+        wait_until(lambda: any(r["method"] == "PUT" for r in fake.orders), 10)
+        [move] = [r for r in fake.orders if r["method"] == "PUT"]
+        assert move["path"] == f"/orders/regular/{stop_id}"
+        assert float(move["form"]["trigger_price"]) == pytest.approx(101.35)
+        assert live.http.get("/api/positions").json()[0]["stop"] == pytest.approx(101.35)
     finally:
         assert live.stop() == 0
 
