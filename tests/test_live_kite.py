@@ -203,3 +203,27 @@ def test_an_expired_token_at_start_stops_it_with_status_2(tmp_path, fake) -> Non
         start(tmp_path, fake)
     journal = (tmp_path / "journal.jsonl").read_text()
     assert '"action":"stop"' not in journal and '"type":"order"' not in journal
+
+
+def test_a_refused_entry_keeps_the_brokers_message_and_trading_goes_on(tmp_path, fake) -> None:
+    live = start(tmp_path, fake)
+    try:
+        wait_until(lambda: live.status()["feed"]["state"] == "connected", 30)
+        fake.reject_next("Insufficient funds. Required margin is 101.00")
+        fake.push_ticks("INFY", CROSS_UP)
+
+        def refusal() -> list[dict]:
+            return [
+                line
+                for line in live.lines()
+                if line["type"] == "order" and line["action"] == "rejected"
+            ]
+
+        [refused] = wait_until(refusal, 10)
+        assert refused["reason"] == "Insufficient funds. Required margin is 101.00"
+        assert live.http.get("/api/positions").json() == []
+        fake.push_ticks("INFY", [100.0])  # crosses down: the refused entry blocks nothing
+        wait_until(lambda: placed(fake, "MARKET"), 10)
+        assert placed(fake, "MARKET")[0]["form"]["transaction_type"] == "SELL"
+    finally:
+        assert live.stop() == 0

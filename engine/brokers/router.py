@@ -148,7 +148,8 @@ class Router:
         try:
             order = await self.adapter.place(request)
         except TokenExpired as error:
-            self.alert("token_expired", error.message)
+            if not self.expired:  # the adapter has usually said so already
+                self.alert("token_expired", error.message)
             self._give_up(track, f"token expired: {error.message}")
             return False
         except BrokerError as error:
@@ -185,6 +186,10 @@ class Router:
             self.state.book[track.i, layout.I_PENDING] = 0
             self.journal.line("order", "dropped", tag=track.tag, symbol=symbol, reason=message)
             return
+        if self.legs[track.i].get(track.role) is track:
+            # never placed: protect() places a fresh one in its stead
+            del self.legs[track.i][track.role]
+            self.by_tag.pop(track.tag, None)
         self._spawn(self._retry(track))
 
     async def _retry(self, track: Track) -> None:

@@ -63,6 +63,8 @@ from engine.config_models import EngineConfig
 
 __all__ = ["LoginRefusedError", "ProjectXBroker"]
 
+#: seconds close() waits for the hubs, the poll and the renewals to end
+CLOSE_WAIT_S = 2.0
 #: seconds after a token was issued that it is renewed (it lives 24 h)
 TOKEN_RENEW_AFTER_S = 23 * 3600.0
 #: seconds before a failed scheduled renewal is tried again
@@ -209,7 +211,9 @@ class ProjectXBroker:
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            # bounded: a task stuck in a handshake must not hold the shutdown
+            await asyncio.wait(tasks, timeout=CLOSE_WAIT_S)
         if self.rest is not None:
             await self.rest.close()
 

@@ -275,6 +275,10 @@ class HubConnection:
 
     def _connected(self, transport: WSTransport) -> None:
         self._transport = transport
+        if self._stopping:
+            # stop() came during the handshake: run() waits on this connection
+            transport.disconnect()
+            return
         self._open = False
         self._buffer.clear()
         self._pending.clear()
