@@ -129,6 +129,8 @@ $('btn-pause').onclick = () => control('pause', 'Pause trading? New entries are 
 $('btn-resume').onclick = () => control('resume', 'Resume trading?');
 $('btn-flatten').onclick = () => control('flatten', 'Flatten ALL positions at market now?');
 $('btn-kill').onclick = () => control('kill', 'KILL SWITCH: flatten every position, cancel working orders and refuse new ones until resumed?');
+$('btn-reconcile').onclick = () => control('reconcile', 'Check the broker\'s positions and orders again?');
+$('btn-adopt').onclick = () => control('adopt', 'Take the BROKER\'s positions as the engine\'s (journaled as fills)?');
 
 // ---------------------------------------------------------------- WebSocket
 let ws = null;
@@ -213,7 +215,8 @@ function logEvent(ev) {
   const what = [
     ev.symbol, ev.type !== 'refused' && ev.side, finite(ev.price) && `${ev.qty ?? ''} @ ${num(ev.price)}`,
     finite(ev.stop) && `stop ${num(ev.stop)}`, finite(ev.pnl) && `pnl ${num(ev.pnl)}`,
-    ev.action, ev.state, ev.reason,
+    ev.action, ev.state, ev.reason, ev.code, ev.message,
+    ev.clean === false && 'mismatch: entries halted', ev.clean === true && 'clean',
   ];
   const line = `<b>${esc(ev.type)}</b> ${esc(what.filter(Boolean).join(' '))}`;
   const time = clock(ev.tick_t || Date.now() * 1e6);
@@ -346,6 +349,8 @@ const HALT_TEXT = {
   paused: 'PAUSED: new entries are refused until resumed', halted: 'HALTED by the kill switch',
   max_loss: 'HALTED: the max loss limit was reached', daily_loss: 'HALTED: the daily loss limit was reached',
   feed: 'HALTED: the feed is down or stale',
+  broker_token: 'PAUSED: the broker token expired; exits resume once it is renewed',
+  reconcile: 'HALTED: the broker disagrees with the journal; see the events, then Reconcile or Adopt',
 };
 const SIGNAL = { 1: '<span class="pos">▲ long</span>', '-1': '<span class="neg">▼ short</span>' };
 const side = (s) => `<span class="${s === 'long' || s === 'buy' ? 'pos' : 'neg'}">${esc(s)}</span>`;
@@ -389,6 +394,7 @@ function renderStatus(s) {
   setText('halt', halt);
   $('halt').dataset.state = halt === 'running' ? 'ok' : 'bad';
   $('banner').hidden = halt === 'running';
+  $('btn-reconcile').hidden = $('btn-adopt').hidden = halt !== 'reconcile';
   setText('banner', HALT_TEXT[halt] || `HALTED: ${halt}`);
   setText('session', s.session_open ? 'session open' : 'session closed');
   $('session').dataset.state = s.session_open ? 'ok' : 'warn';
