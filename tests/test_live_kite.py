@@ -227,3 +227,19 @@ def test_a_refused_entry_keeps_the_brokers_message_and_trading_goes_on(tmp_path,
         assert placed(fake, "MARKET")[0]["form"]["transaction_type"] == "SELL"
     finally:
         assert live.stop() == 0
+
+
+def test_the_ticker_reconnects_and_resubscribes_and_trading_goes_on(tmp_path, fake) -> None:
+    live = start(tmp_path, fake)
+    try:
+        wait_until(lambda: live.status()["feed"]["state"] == "connected", 30)
+        fake.loop.call_soon_threadsafe(fake.ticker.disconnect_all)
+        wait_until(lambda: live.status()["feed"]["reconnects"] >= 1, 10)
+        wait_until(lambda: live.status()["feed"]["state"] == "connected", 10)
+        wait_until(lambda: fake.subscribed() == {INFY["instrument_token"]: "quote"}, 10)
+        feed_states = [line["state"] for line in live.lines() if line["action"] == "feed"]
+        assert "disconnected" in feed_states
+        fake.push_ticks("INFY", CROSS_UP)
+        wait_until(lambda: live.http.get("/api/positions").json(), 10)
+    finally:
+        assert live.stop() == 0
