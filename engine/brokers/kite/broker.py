@@ -6,10 +6,10 @@ access token comes from its environment variable (``broker.access_token_env``, d
 
 Order updates arrive twice: as the ticker's ``{"type": "order"}`` text messages (handed to
 :meth:`KiteBroker._on_ticker_order` by the ticker of :meth:`KiteBroker.market_feed`) and from
-polling ``GET /orders`` every :data:`POLL_INTERVAL_S` while any of our orders is open, so they
-keep flowing when the market data comes from elsewhere or the ticker is down.
-:class:`~engine.brokers.kite.rest.OrderTracker` merges both into one deduplicated stream.
-Only orders carrying one of our tags (or ids) go out.
+polling ``GET /orders`` every :data:`~engine.brokers.kite.orders.POLL_INTERVAL_S` while any of
+our orders is open, so they keep flowing when the market data comes from elsewhere or the
+ticker is down. :class:`~engine.brokers.kite.orders.OrderWatch` merges both into one
+deduplicated stream. Only orders carrying one of our tags (or ids) go out.
 
 Client-side rate limits follow Kite's: orders 10/s and 400/min, quotes 1/s, the rest 10/s.
 """
@@ -19,18 +19,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from engine.brokers.base import OrderError, OrderRequest, OrderState, OrderUpdate, check_qty
 from engine.brokers.kite.login import env_name, stored_tokens, token_path
+from engine.brokers.kite.orders import OrderWatch
 from engine.brokers.kite.rest import (
     REFUSALS,
-    OrderTracker,
     check_quotes,
     kite_error,
     modify_form,
     net_positions,
-    order_state,
     payload,
     place_form,
 )
@@ -46,24 +45,13 @@ from engine.brokers.live_base import (
     TokenExpired,
     secret,
 )
-from engine.brokers.stream import UpdateStream
 from engine.config_errors import ConfigError
 from engine.config_models import EngineConfig, InstrumentConfig
 
-#: seconds between ``GET /orders`` polls while one of our orders is open
-POLL_INTERVAL_S = 0.5
-#: seconds between polls while the token is expired (each one fails until it is renewed)
-EXPIRED_POLL_S = 2.0
-#: updates kept for a slow consumer before the oldest is dropped
-STREAM_CAPACITY = 65_536
-#: seconds a tag whose placement failed in transit is still watched for on the order book
-PENDING_TAG_S = 60.0
 #: order-book lookups by tag after a placement failed in transit, and the pause between them
 LOOKUPS, LOOKUP_PAUSE_S = 3, 0.3
 #: longest wait for a cancel to reach its final state before ``cancel`` returns
 CANCEL_SETTLE_S = 1.0
-#: prefix of the id given to an order Kite refused outright (it never got a Kite id)
-REFUSED_ID = "rejected:"
 
 
 class KiteBroker:
@@ -83,29 +71,23 @@ class KiteBroker:
     def __init__(self, cfg: EngineConfig, on_alert: Alert) -> None:
         self.cfg = cfg
         self.on_alert = on_alert
-        #: client tag -> Kite order id of every order this adapter placed or looked up
-        self.tags: dict[str, str] = {}
         self.api_key = ""
         self.access_token = ""
         self.instruments: dict[str, InstrumentConfig] = {i.symbol: i for i in cfg.instruments}
         self._symbols = {
             (i.kite.exchange, i.kite.tradingsymbol): i.symbol for i in cfg.instruments if i.kite
         }
-        self._tracker = OrderTracker(UpdateStream(STREAM_CAPACITY))
-        self._ids: set[str] = set()
-        self._unseen: set[str] = set()
-        #: tag -> monotonic deadline, for orders sent whose Kite id is not known yet
-        self._pending: dict[str, float] = {}
-        self._requests: dict[str, OrderRequest] = {}
+        self._watch = OrderWatch(self._symbols)
+        #: client tag -> Kite order id of every order this adapter placed or looked up
+        self.tags: dict[str, str] = self._watch.tags
+        self._tracker = self._watch.tracker  # the orders' last states and update stream
         self._order_limits = (TokenBucket(10, 1.0), TokenBucket(400, 60.0))
         self._other_limits = (TokenBucket(10, 1.0),)
         self._quote_limits = (TokenBucket(1, 1.0),)
         self._rest: RestClient | None = None
         self._poller: asyncio.Task | None = None
-        self._wake = asyncio.Event()
         self._expired = False
         self._renewing = False
-        self._poll_error = ""
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -136,7 +118,9 @@ class KiteBroker:
         self._use_token(tokens[0])
         await self._send("GET", "/user/profile", self._other_limits)
         await self._check_instruments()
-        self._poller = asyncio.create_task(self._poll_loop())
+        self._poller = asyncio.create_task(
+            self._watch.poll(self._orders, lambda: self._expired, self.on_alert)
+        )
 
     async def close(self) -> None:
         """Stop polling and close the HTTP client."""
@@ -174,7 +158,7 @@ class KiteBroker:
             self._expired = False
             user = payload(response).get("user_id", "")
             self.on_alert("token_renewed", f"Kite access token renewed for {user}")
-            self._wake.set()
+            self._watch.wake.set()
             return True
         self._use_token(previous)
         return False
@@ -200,13 +184,11 @@ class KiteBroker:
         form = place_form(
             order, instrument.kite, instrument.tick_size, self.cfg.broker.order_product
         )
-        self._requests[order.tag] = order
-        self._pending[order.tag] = time.monotonic() + PENDING_TAG_S
-        self._wake.set()
+        self._watch.expect(order)
         try:
             response = await self._send("POST", "/orders/regular", self._order_limits, data=form)
         except (TokenExpired, RateLimited):
-            self._pending.pop(order.tag, None)
+            self._watch.pending.pop(order.tag, None)
             raise
         except BrokerError as error:
             if error.status == 0 or (error.status >= 500 and error.code not in REFUSALS):
@@ -215,12 +197,12 @@ class KiteBroker:
                 if found is not None:
                     return found
                 raise
-            self._pending.pop(order.tag, None)
+            self._watch.pending.pop(order.tag, None)
             if error.code not in REFUSALS:
                 raise
-            return self._refused(order, error.message)
+            return self._watch.refused(order, error.message)
         order_id = str(payload(response)["order_id"])
-        self._adopt(order.tag, order_id)
+        self._watch.adopt(order.tag, order_id)
         known = self._tracker.known.get(order_id)
         if known is not None:
             return known  # the ticker or a poll already reported it
@@ -270,15 +252,14 @@ class KiteBroker:
 
     async def order_by_tag(self, tag: str) -> OrderState | None:
         """Return the order carrying ``tag`` (adopting it as ours), or None."""
-        response = await self._send("GET", "/orders", self._other_limits)
         found = None
-        for data in payload(response) or ():
+        for data in await self._orders():
             if data.get("tag") == tag or tag in (data.get("tags") or ()):
                 found = data  # the latest wins, should a tag ever repeat
         if found is None:
             return None
-        self._adopt(tag, str(found["order_id"]))
-        return self._ingest(found)
+        self._watch.adopt(tag, str(found["order_id"]))
+        return self._watch.ingest(found)
 
     async def positions(self) -> dict[str, dict]:
         """Return the net positions by configured symbol (Kite's tradingsymbol otherwise)."""
@@ -311,72 +292,9 @@ class KiteBroker:
     def _on_ticker_order(self, data: dict) -> None:
         """Take one order update from the ticker (called on the loop; never raises)."""
         try:
-            self._ingest(data)
+            self._watch.ingest(data)
         except Exception as error:  # noqa: BLE001 - a malformed message must not stop the feed
             self.on_alert("stream", f"Kite order update not understood: {error!r}")
-
-    def _ingest(self, data: dict) -> OrderState | None:
-        """Track ``data`` if it is one of our orders; return the state now known."""
-        order_id = str(data.get("order_id") or "")
-        if order_id not in self._ids:
-            tag = data.get("tag") or ""
-            if not tag or (tag not in self._pending and self.tags.get(tag) != order_id):
-                return None
-            self._adopt(tag, order_id)
-        self._unseen.discard(order_id)
-        return self._tracker.observe(*self._read(data))
-
-    def _read(self, data: dict) -> tuple[OrderState, int]:
-        symbol = self._symbols.get((data.get("exchange"), data.get("tradingsymbol")))
-        request = self._requests.get(data.get("tag") or "")
-        group = request.oco_group if request is not None else None
-        return order_state(data, symbol or str(data.get("tradingsymbol")), group)
-
-    def _adopt(self, tag: str, order_id: str) -> None:
-        self.tags[tag] = order_id
-        self._ids.add(order_id)
-        if order_id not in self._tracker.known:
-            # placed but not yet seen in a poll or on the ticker: keep polling until it is
-            self._unseen.add(order_id)
-        self._pending.pop(tag, None)
-        self._wake.set()
-
-    def _refused(self, order: OrderRequest, message: str) -> OrderState:
-        state = OrderState(
-            f"{REFUSED_ID}{order.tag}", order.symbol, order.side, order.qty, order.type,
-            order.limit_price, order.stop_price, order.tag, order.oco_group, "rejected",
-            reason=message,
-        )  # fmt: skip
-        return self._tracker.observe(state, time.time_ns())
-
-    async def _poll_loop(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._watching():
-                await self._poll_once()
-                await asyncio.sleep(EXPIRED_POLL_S if self._expired else POLL_INTERVAL_S)
-
-    def _watching(self) -> bool:
-        now = time.monotonic()
-        for tag in [tag for tag, deadline in self._pending.items() if deadline < now]:
-            del self._pending[tag]
-        return bool(self._tracker.open_ids or self._pending or self._unseen)
-
-    async def _poll_once(self) -> None:
-        try:
-            response = await self._send("GET", "/orders", self._other_limits)
-            for data in payload(response) or ():
-                self._ingest(data)
-        except TokenExpired:
-            return  # alerted once by _error; renew() brings it back
-        except Exception as error:  # noqa: BLE001 - the poller must survive anything
-            message = error.message if isinstance(error, BrokerError) else repr(error)
-            if message != self._poll_error:
-                self.on_alert("broker_error", f"polling Kite orders: {message}")
-            self._poll_error = message
-            return
-        self._poll_error = ""
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -452,16 +370,21 @@ class KiteBroker:
                 await asyncio.sleep(LOOKUP_PAUSE_S)
         return None
 
-    async def _order_book(self) -> list[OrderState]:
+    async def _orders(self) -> Sequence[dict]:
+        """Return the records of ``GET /orders``: every order of the day."""
         response = await self._send("GET", "/orders", self._other_limits)
-        return [self._ingest(data) or self._read(data)[0] for data in payload(response) or ()]
+        return payload(response) or ()
+
+    async def _order_book(self) -> list[OrderState]:
+        watch = self._watch
+        return [watch.ingest(data) or watch.read(data)[0] for data in await self._orders()]
 
     async def _history(self, order_id: str) -> OrderState:
         response = await self._send("GET", f"/orders/{order_id}", self._other_limits)
         entries = payload(response) or ()
         if not entries:
             raise BrokerError(f"Kite has no history for order {order_id}")
-        return self._ingest(entries[-1]) or self._read(entries[-1])[0]
+        return self._watch.ingest(entries[-1]) or self._watch.read(entries[-1])[0]
 
     async def _current(self, order_id: str) -> OrderState:
         known = self._tracker.known.get(order_id)
