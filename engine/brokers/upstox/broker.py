@@ -12,10 +12,10 @@ order APIs (place, modify, cancel) 10/s, 500/min, 2000/30 min; the others 50/s, 
 2000/30 min. Order endpoints go to ``api-hft.upstox.com`` as in the official SDK unless
 ``broker.base_url`` is set, which then serves everything.
 
-Order updates come from polling the order book every :data:`POLL_INTERVAL_S` while one of our
-orders is open (Upstox's order book has no fill time, so a fill is stamped when it is seen).
-"Our" orders are those placed here and tagged ones seen through :meth:`UpstoxBroker.open_orders`
-or :meth:`UpstoxBroker.order_by_tag`; each change of one becomes exactly one update.
+Order updates come from polling the order book while one of our orders is open: "our" orders
+are those placed here and tagged ones seen through :meth:`UpstoxBroker.open_orders` or
+:meth:`UpstoxBroker.order_by_tag`, and :class:`~engine.brokers.upstox.orders.OrderTracker`
+turns each change of one into exactly one update.
 """
 
 from __future__ import annotations
@@ -31,16 +31,7 @@ from typing import Any
 import httpx
 import orjson
 
-from engine.brokers.base import (
-    LIMIT_TYPES,
-    STOP_TYPES,
-    OrderError,
-    OrderRequest,
-    OrderState,
-    OrderUpdate,
-    check_price,
-    check_qty,
-)
+from engine.brokers.base import OrderError, OrderRequest, OrderState, OrderUpdate
 from engine.brokers.live_base import (
     Alert,
     BrokerError,
@@ -53,6 +44,7 @@ from engine.brokers.live_base import (
 )
 from engine.brokers.stream import UpdateStream
 from engine.brokers.upstox.feed import UpstoxFeed
+from engine.brokers.upstox.orders import OrderTracker, modify_body, place_body
 from engine.config_errors import ConfigError
 from engine.config_models import EngineConfig
 
@@ -78,29 +70,12 @@ ORDER_LIMITS = ((10, 1.0), (500, 60.0), (2000, 1800.0))
 STANDARD_LIMITS = ((50, 1.0), (500, 60.0), (2000, 1800.0))
 #: error codes: invalid or expired token, too many requests
 TOKEN_ERROR, RATE_ERROR = "UDAPI100050", "UDAPI10005"
-#: seconds between order-book polls while one of our orders is open
-POLL_INTERVAL_S = 0.5
-#: seconds between polls while the token is expired (until renew() wakes the poller)
-EXPIRED_POLL_S = 5.0
 #: lookups by tag after a place call went unanswered, and the pause growing between them
 LOOKUPS, LOOKUP_PAUSE_S = 3, 0.25
 #: instrument keys per LTP request (Upstox's limit)
 LTP_BATCH = 500
 #: queued updates before the oldest is dropped
 UPDATE_CAPACITY = 10_000
-#: engine statuses whose order carries the broker's status message as its reason
-FINAL_REASONS = ("cancelled", "rejected")
-#: Upstox order type by engine order type
-UPSTOX_TYPES = {"market": "MARKET", "limit": "LIMIT", "stop": "SL-M", "stop_limit": "SL"}
-#: engine order type by Upstox order type
-ENGINE_TYPES = {value: key for key, value in UPSTOX_TYPES.items()}
-#: engine status of the final Upstox statuses; every other status is ``working``
-FINAL_STATUSES = {
-    "complete": "filled",
-    "cancelled": "cancelled",
-    "cancelled after market order": "cancelled",
-    "rejected": "rejected",
-}
 
 
 def _problem(response: httpx.Response) -> tuple[str, str]:
@@ -150,12 +125,10 @@ class UpstoxBroker:
         #: Upstox ``user_id`` of the token, once started
         self.user_id = ""
         self._buckets: dict[str, tuple[TokenBucket, ...]] = {}
-        self._known: dict[str, OrderState] = {}
-        #: order states recorded outside the poller, to drop polls that overlapped them
-        self._changes = 0
         self._stream = UpdateStream(UPDATE_CAPACITY)
+        #: our orders as last known, and the poller following them
+        self._orders = OrderTracker(self.symbols, self._stream, self.tags)
         self._expired = False
-        self._wake: asyncio.Event | None = None
         self._poller: asyncio.Task | None = None
 
     # -- session ---------------------------------------------------------------------------------
@@ -166,8 +139,9 @@ class UpstoxBroker:
         profile = await self._call("GET", PROFILE)
         self.user_id = str((profile.get("data") or {}).get("user_id") or "")
         await self._check_instruments()
-        self._wake = asyncio.Event()
-        self._poller = asyncio.create_task(self._poll(), name="upstox-orders")
+        self._orders.wake = asyncio.Event()
+        poll = self._orders.poll(self._book, lambda: self._expired, self.on_alert)
+        self._poller = asyncio.create_task(poll, name="upstox-orders")
 
     async def close(self) -> None:
         """Stop following orders and close the HTTP client."""
@@ -188,8 +162,8 @@ class UpstoxBroker:
             return False
         self._expired = False
         self.on_alert("token_renewed", "upstox access token renewed")
-        if self._wake is not None:
-            self._wake.set()
+        if self._orders.wake is not None:
+            self._orders.wake.set()
         return True
 
     def market_feed(
@@ -302,19 +276,7 @@ class UpstoxBroker:
         if key is None:
             raise OrderError("symbol", f"{order.symbol!r} has no upstox instrument_key")
         tag = order.tag or ""
-        body = {
-            "quantity": order.qty,
-            "product": self.cfg.broker.order_product,
-            "validity": "DAY",
-            "price": order.limit_price or 0,
-            "tag": tag,
-            "instrument_token": key,
-            "order_type": UPSTOX_TYPES[order.type],
-            "transaction_type": order.side.upper(),
-            "disclosed_quantity": 0,
-            "trigger_price": order.stop_price or 0,
-            "is_amo": False,
-        }
+        body = place_body(order, key, self.cfg.broker.order_product)
         state = OrderState(
             order_id="",
             symbol=order.symbol,
@@ -343,9 +305,9 @@ class UpstoxBroker:
                 await asyncio.sleep(LOOKUP_PAUSE_S * attempt)
                 found = await self._find_tag(tag)
                 if found is not None:
-                    return self._observe(replace(found, oco_group=order.oco_group))
+                    return self._orders.observe(replace(found, oco_group=order.oco_group))
             raise
-        return self._observe(replace(state, order_id=str(doc["data"]["order_id"])))
+        return self._orders.observe(replace(state, order_id=str(doc["data"]["order_id"])))
 
     async def modify(
         self,
@@ -356,53 +318,34 @@ class UpstoxBroker:
         stop_price: float | None = None,
     ) -> OrderState:
         """Change an open order's quantity or prices; return its state after the change."""
-        current = self._known.get(order_id) or await self._details(order_id)
+        current = self._orders.known.get(order_id) or await self._details(order_id)
         if not current.is_open:
             raise OrderError("order_id", f"{order_id} is {current.status}, not open")
-        for field, value, types in (
-            ("limit_price", limit_price, LIMIT_TYPES),
-            ("stop_price", stop_price, STOP_TYPES),
-        ):
-            if value is not None:
-                check_price(field, value)
-                if current.type not in types:
-                    raise OrderError(field, f"not allowed for a {current.type} order")
-        limit = limit_price if limit_price is not None else current.limit_price
-        stop = stop_price if stop_price is not None else current.stop_price
-        body = {
-            "quantity": check_qty(qty) if qty is not None else current.qty,
-            "validity": "DAY",
-            "price": limit or 0,
-            "order_id": order_id,
-            "order_type": UPSTOX_TYPES[current.type],
-            "disclosed_quantity": 0,
-            "trigger_price": stop or 0,
-        }
+        body = modify_body(order_id, current, qty, limit_price, stop_price)
         await self._call("PUT", MODIFY, json=body)
-        if order_id not in self._known:
-            self._follow(current)  # an order we change is one we follow
-        return self._observe(await self._details(order_id))
+        if order_id not in self._orders.known:
+            self._orders.follow(current)  # an order we change is one we follow
+        return self._orders.observe(await self._details(order_id))
 
     async def cancel(self, order_id: str) -> OrderState:
         """Cancel an open order; return its state as the broker shows it afterwards."""
-        known = self._known.get(order_id)
+        known = self._orders.known.get(order_id)
         if known is not None and not known.is_open:
             raise OrderError("order_id", f"{order_id} is {known.status}, not open")
         await self._call("DELETE", CANCEL, params={"order_id": order_id})
         state = await self._details(order_id)
-        return self._observe(state) if order_id in self._known else state
+        return self._orders.observe(state) if order_id in self._orders.known else state
 
     async def open_orders(self) -> list[OrderState]:
         """Return every open order at the broker, ours or not, oldest first."""
-        entries = await self._call("GET", BOOK)
-        rows = sorted(entries.get("data") or [], key=lambda e: str(e.get("order_timestamp")))
-        states = [self._seen(self._state(entry)) for entry in rows]
+        rows = sorted(await self._book(), key=lambda e: str(e.get("order_timestamp")))
+        states = [self._orders.seen(self._orders.state(entry)) for entry in rows]
         return [state for state in states if state.is_open]
 
     async def order_by_tag(self, tag: str) -> OrderState | None:
         """Return the latest order carrying ``tag``, or None when there is none."""
         found = await self._find_tag(tag)
-        return None if found is None else self._seen(found)
+        return None if found is None else self._orders.seen(found)
 
     async def positions(self) -> dict[str, dict]:
         """Return the day's open positions by configured symbol (else Upstox's own name)."""
@@ -432,131 +375,13 @@ class UpstoxBroker:
         while True:
             yield await self._stream.get()
 
+    async def _book(self) -> list[dict]:
+        return (await self._call("GET", BOOK)).get("data") or []
+
     async def _details(self, order_id: str) -> OrderState:
         doc = await self._call("GET", DETAILS, params={"order_id": order_id})
-        return self._state(doc.get("data") or {})
+        return self._orders.state(doc.get("data") or {})
 
     async def _find_tag(self, tag: str) -> OrderState | None:
-        entries = (await self._call("GET", BOOK)).get("data") or []
-        matches = [entry for entry in entries if entry.get("tag") == tag]
-        return self._state(matches[-1]) if matches else None
-
-    # -- order states and updates ----------------------------------------------------------------
-
-    def _state(self, entry: dict) -> OrderState:
-        """Return the engine's view of an Upstox order book entry."""
-        order_id = str(entry.get("order_id") or "")
-        raw = str(entry.get("status") or "").lower()
-        kind = ENGINE_TYPES.get(str(entry.get("order_type")), "market")
-        status = FINAL_STATUSES.get(raw, "working")
-        filled = int(entry.get("filled_quantity") or 0)
-        prev = self._known.get(order_id)
-        if prev is not None and prev.filled_qty == filled:
-            fill_ts = prev.fill_ts
-        else:
-            fill_ts = time.time_ns() if filled else None
-        # a stop-limit rests in "trigger pending" until its stop is reached, "open" after
-        triggered = kind == "stop_limit" and (
-            raw == "open" or filled > 0 or (prev is not None and prev.triggered)
-        )
-        key = str(entry.get("instrument_token") or "")
-        symbol = self.symbols.get(key) or entry.get("trading_symbol") or key
-        price, trigger = entry.get("price"), entry.get("trigger_price")
-        state = OrderState(
-            order_id=order_id,
-            symbol=str(symbol),
-            side="buy" if entry.get("transaction_type") == "BUY" else "sell",
-            qty=int(entry.get("quantity") or 0),
-            type=kind,  # type: ignore[arg-type]
-            limit_price=float(price or 0) if kind in LIMIT_TYPES else None,
-            stop_price=float(trigger or 0) if kind in STOP_TYPES else None,
-            tag=entry.get("tag") or None,
-            oco_group=prev.oco_group if prev is not None else None,
-            status=status,
-            filled_qty=filled,
-            fill_price=float(entry.get("average_price") or 0) if filled else None,
-            fill_ts=fill_ts,
-            triggered=triggered,
-            reason=(entry.get("status_message") or raw) if status in FINAL_REASONS else None,
-        )
-        return state
-
-    def _follow(self, state: OrderState) -> OrderState:
-        """Count ``state`` as ours without an update (the caller already knows it)."""
-        self._known[state.order_id] = state
-        if state.tag:
-            self.tags[state.tag] = state.order_id
-        if state.is_open and self._wake is not None:
-            self._wake.set()
-        return state
-
-    def _seen(self, state: OrderState) -> OrderState:
-        # a tagged order seen in the book becomes ours; untagged ones stay foreign
-        self._changes += 1
-        if state.order_id in self._known:
-            return self._observe(state)
-        return self._follow(state) if state.tag else state
-
-    def _observe(self, state: OrderState, polled: bool = False) -> OrderState:
-        """Record ``state`` of one of our orders and emit one update per change it shows."""
-        prev = self._known.get(state.order_id)
-        if prev is not None and (
-            state.filled_qty < prev.filled_qty or (state.is_open and not prev.is_open)
-        ):
-            return prev  # an older snapshot than the one already seen
-        if not polled:
-            self._changes += 1
-        self._follow(state)
-        now = time.time_ns()
-        emit = self._stream.emit
-        if prev is None:
-            if state.status == "rejected":
-                emit("rejected", state, state.reason, now)
-                return state
-            emit("accepted", state, None, now)
-            prev = replace(state, status="working", filled_qty=0, triggered=False)
-        if (state.qty, state.limit_price, state.stop_price) != (
-            prev.qty,
-            prev.limit_price,
-            prev.stop_price,
-        ):
-            emit("modified", state, None, now)
-        if state.triggered and not prev.triggered:
-            emit("triggered", state, None, now)
-        if state.filled_qty > prev.filled_qty or (
-            state.status == "filled" and prev.status != "filled"
-        ):
-            emit("filled", state, None, state.fill_ts or now)
-        if state.status in ("cancelled", "rejected") and state.status != prev.status:
-            emit(state.status, state, state.reason, now)
-        return state
-
-    async def _poll(self) -> None:
-        failing = False
-        while True:
-            try:
-                if any(state.is_open for state in self._known.values()):
-                    mark = self._changes
-                    entries = (await self._call("GET", BOOK)).get("data") or []
-                    # a place/modify/cancel answered meanwhile saw a newer book: skip this one
-                    for entry in entries if mark == self._changes else ():
-                        if str(entry.get("order_id")) in self._known:
-                            self._observe(self._state(entry), polled=True)
-                failing = False
-            except (TokenExpired, RateLimited):
-                pass  # alerted where detected
-            except Exception as error:  # noqa: BLE001
-                # the poller must outlive any broker hiccup; one alert per failing streak
-                if not failing:
-                    message = error.message if isinstance(error, BrokerError) else repr(error)
-                    self.on_alert("broker_error", message)
-                failing = True
-            await self._nap(EXPIRED_POLL_S if self._expired else POLL_INTERVAL_S)
-
-    async def _nap(self, seconds: float) -> None:
-        assert self._wake is not None
-        idle = not any(state.is_open for state in self._known.values())
-        self._wake.clear()
-        # with nothing open there is nothing to poll: sleep until an order or a renewal
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), None if idle else seconds)
+        matches = [entry for entry in await self._book() if entry.get("tag") == tag]
+        return self._orders.state(matches[-1]) if matches else None

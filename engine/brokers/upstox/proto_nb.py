@@ -17,12 +17,13 @@ A map entry is a nested ``{string key = 1; Feed value = 2;}`` message. The LTPC 
 gives no tick.
 
 :func:`decode_feed_response` walks the wire format with an explicit stack, driven by the schema
-table :data:`SCHEMA` (checked against the SDK's descriptors by the tests), and accepts exactly
-what the SDK's ``ParseFromString`` accepts: every nested message of the schema is parsed, its
-strings must be valid UTF-8, unknown fields (and known fields with another wire type) are
-skipped, unknown groups are matched, and the protobuf merge rules are followed (the last value
-of a scalar wins, a repeated message merges, setting another ``oneof`` member clears the
-previous one). Ticks go straight into the batch columns; nothing per tick is a Python object.
+table :data:`~engine.brokers.upstox.proto_schema.SCHEMA` (checked against the SDK's descriptors
+by the tests), and accepts exactly what the SDK's ``ParseFromString`` accepts: every nested
+message of the schema is parsed, its strings must be valid UTF-8, unknown fields (and known
+fields with another wire type) are skipped, unknown groups are matched, and the protobuf merge
+rules are followed (the last value of a scalar wins, a repeated message merges, setting another
+``oneof`` member clears the previous one). Ticks go straight into the batch columns; nothing
+per tick is a Python object.
 """
 
 from __future__ import annotations
@@ -30,6 +31,21 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from engine.brokers.upstox.proto_schema import (
+    ENTRY,
+    FEED,
+    FEED_RESPONSE,
+    FULL_FEED,
+    GROUP,
+    KIND_MESSAGE,
+    KIND_STRING,
+    LTPC,
+    MAX_DEPTH,
+    MAX_FIELD,
+    SCHEMA,
+    TYPE_NAMES,
+    WIRE_OF_KIND,
+)
 from engine.feeds.csv_nb import _lookup_symbol, fnv1a
 from kernels.jit import float_bits
 
@@ -59,116 +75,6 @@ PROTO_REJECTS: tuple[str, ...] = (
 )
 #: the malformed-frame status codes, in PROTO_REJECTS order
 _TRUNCATED, _BAD_VARINT, _BAD_TAG, _BAD_WIRE_TYPE, _BAD_GROUP, _BAD_UTF8, _TOO_DEEP = range(2, 9)
-
-#: message types of the schema, by id (a pseudo type for unknown groups last)
-TYPE_NAMES: tuple[str, ...] = (
-    "FeedResponse",
-    "FeedResponse.FeedsEntry",
-    "Feed",
-    "LTPC",
-    "FullFeed",
-    "MarketFullFeed",
-    "IndexFullFeed",
-    "FirstLevelWithGreeks",
-    "MarketLevel",
-    "Quote",
-    "OptionGreeks",
-    "MarketOHLC",
-    "OHLC",
-    "MarketInfo",
-    "MarketInfo.SegmentStatusEntry",
-    "MarketInfo.StatusInfoEntry",  # CasMarketStatusEntry and PreOpenSessionStatusEntry
-    "StatusInfo",
-    "google.protobuf.DoubleValue",
-    "<group>",
-)
-#: message type ids, in TYPE_NAMES order
-(
-    _FEED_RESPONSE,
-    _ENTRY,
-    _FEED,
-    _LTPC,
-    _FULL_FEED,
-    _MARKET_FF,
-    _INDEX_FF,
-    _FIRST_LEVEL,
-    _MARKET_LEVEL,
-    _QUOTE,
-    _GREEKS,
-    _MARKET_OHLC,
-    _OHLC,
-    _MARKET_INFO,
-    _SEGMENT_ENTRY,
-    _STATUS_ENTRY,
-    _STATUS_INFO,
-    _DOUBLE_VALUE,
-    _GROUP,
-) = range(len(TYPE_NAMES))
-
-#: field kinds of the schema; a message field's child type id is stored as ``kind + 8 * child``
-KIND_UNKNOWN, KIND_VARINT, KIND_FIXED64, KIND_STRING, KIND_MESSAGE = range(5)
-#: highest field number any message of the schema declares
-MAX_FIELD = 16
-#: deepest nesting of messages and groups accepted (upb's default recursion limit)
-MAX_DEPTH = 100
-
-#: short names for the table below: varint (int64, enum, bool), double, string
-_V, _D, _S = KIND_VARINT, KIND_FIXED64, KIND_STRING
-
-
-def _message(child: int) -> int:
-    return KIND_MESSAGE + 8 * child
-
-
-#: the fields of MarketDataFeedV3.proto by message type id: field number -> kind
-_FIELDS: dict[int, dict[int, int]] = {
-    _FEED_RESPONSE: {1: _V, 2: _message(_ENTRY), 3: _V, 4: _message(_MARKET_INFO)},
-    _ENTRY: {1: _S, 2: _message(_FEED)},
-    _FEED: {1: _message(_LTPC), 2: _message(_FULL_FEED), 3: _message(_FIRST_LEVEL), 4: _V},
-    _LTPC: {1: _D, 2: _V, 3: _V, 4: _D, 5: _message(_DOUBLE_VALUE)},
-    _FULL_FEED: {1: _message(_MARKET_FF), 2: _message(_INDEX_FF)},
-    _MARKET_FF: {
-        1: _message(_LTPC),
-        2: _message(_MARKET_LEVEL),
-        3: _message(_GREEKS),
-        4: _message(_MARKET_OHLC),
-        **dict.fromkeys((5, 7, 8, 9, 10, 11, 12), _D),
-        **dict.fromkeys((6, 13, 14, 15, 16), _V),
-    },
-    _INDEX_FF: {1: _message(_LTPC), 2: _message(_MARKET_OHLC)},
-    _FIRST_LEVEL: {
-        1: _message(_LTPC),
-        2: _message(_QUOTE),
-        3: _message(_GREEKS),
-        4: _V,
-        5: _D,
-        6: _D,
-    },
-    _MARKET_LEVEL: {1: _message(_QUOTE)},
-    _QUOTE: {1: _V, 2: _D, 3: _V, 4: _D},
-    _GREEKS: dict.fromkeys(range(1, 6), _D),
-    _MARKET_OHLC: {1: _message(_OHLC)},
-    _OHLC: {1: _S, 2: _D, 3: _D, 4: _D, 5: _D, 6: _V, 7: _V},
-    _MARKET_INFO: {
-        1: _message(_SEGMENT_ENTRY),
-        2: _message(_STATUS_ENTRY),
-        3: _message(_STATUS_ENTRY),
-    },
-    _SEGMENT_ENTRY: {1: _S, 2: _V},
-    _STATUS_ENTRY: {1: _S, 2: _message(_STATUS_INFO)},
-    _STATUS_INFO: {1: _S, 2: _V},
-    _DOUBLE_VALUE: {1: _D},
-    _GROUP: {},
-}
-
-#: field kind by (message type id, field number), from ``_FIELDS``
-SCHEMA = np.zeros((len(TYPE_NAMES), MAX_FIELD + 1), np.int64)
-for _type, _fields in _FIELDS.items():
-    for _number, _kind in _fields.items():
-        SCHEMA[_type, _number] = _kind
-
-#: wire type of each field kind (-1: none)
-_WIRE_OF_KIND = np.array([-1, 0, 1, 2, 2], np.int64)
 
 
 def reject_reason(status: int) -> str:
@@ -272,7 +178,7 @@ def decode_feed_response(
     ends = np.empty(MAX_DEPTH + 1, np.int64)
     groups = np.zeros(MAX_DEPTH + 1, np.int64)
     depth = 0
-    types[0] = _FEED_RESPONSE
+    types[0] = FEED_RESPONSE
     ends[0] = end
     n = 0
     # the map entry being decoded: key bytes, which oneof members are set, its LTPC so far
@@ -291,11 +197,11 @@ def decode_feed_response(
         kind_of_frame = types[depth]
         frame_end = ends[depth]
         if pos == frame_end:
-            if kind_of_frame == _GROUP:
+            if kind_of_frame == GROUP:
                 return n, _BAD_GROUP
             if depth == 0:
                 break
-            if kind_of_frame == _ENTRY and has_ltpc and not entry_unknown:
+            if kind_of_frame == ENTRY and has_ltpc and not entry_unknown:
                 if n < capacity:
                     k = _lookup_symbol(
                         buf, key_s, key_e, fnv1a(buf, key_s, key_e), sym_bytes, sym_lens, sym_slots
@@ -317,22 +223,22 @@ def decode_feed_response(
         field = tag >> 3
         wire = tag & 7
         if wire == 4:
-            if kind_of_frame == _GROUP and groups[depth] == field:
+            if kind_of_frame == GROUP and groups[depth] == field:
                 depth -= 1
                 continue
             return n, _BAD_GROUP
-        if field == 0 and kind_of_frame != _GROUP:
+        if field == 0 and kind_of_frame != GROUP:
             return n, _BAD_TAG
         kind = SCHEMA[kind_of_frame, field] if field <= MAX_FIELD else 0
-        if kind != 0 and _WIRE_OF_KIND[kind & 7] != wire:
+        if kind != 0 and WIRE_OF_KIND[kind & 7] != wire:
             kind = 0  # a known field with another wire type is kept as an unknown one
-        if kind == 0 and kind_of_frame == _ENTRY:
+        if kind == 0 and kind_of_frame == ENTRY:
             entry_unknown = True
         if wire == 0:
             value, pos = _varint(buf, pos, frame_end, 10)
             if pos < 0:
                 return n, _TRUNCATED if pos == -1 else _BAD_VARINT
-            if kind_of_frame == _LTPC and kind != 0:
+            if kind_of_frame == LTPC and kind != 0:
                 if field == 2:
                     last_time = value
                 elif field == 3:
@@ -340,7 +246,7 @@ def decode_feed_response(
         elif wire == 1:
             if pos + 8 > frame_end:
                 return n, _TRUNCATED
-            if kind_of_frame == _LTPC and kind != 0:
+            if kind_of_frame == LTPC and kind != 0:
                 if field == 1:
                     ltp = float_bits(_fixed64(buf, pos))
                 elif field == 4:
@@ -360,7 +266,7 @@ def decode_feed_response(
             if kind & 7 == KIND_STRING:
                 if not _valid_utf8(buf, pos, child_end):
                     return n, _BAD_UTF8
-                if kind_of_frame == _ENTRY:
+                if kind_of_frame == ENTRY:
                     key_s = pos
                     key_e = child_end
                 pos = child_end
@@ -368,7 +274,7 @@ def decode_feed_response(
                 child = kind >> 3
                 if depth == MAX_DEPTH:
                     return n, _TOO_DEEP
-                if child == _ENTRY:
+                if child == ENTRY:
                     key_s = pos
                     key_e = pos
                     member = 0
@@ -376,17 +282,17 @@ def decode_feed_response(
                     has_ltpc = False
                     entry_unknown = False
                     ltp, last_time, last_qty, close = 0.0, np.int64(0), np.int64(0), 0.0
-                elif kind_of_frame == _FEED and field <= 3 and field != member:
+                elif kind_of_frame == FEED and field <= 3 and field != member:
                     # another member of Feed's oneof replaces the one set before
                     member = field
                     sub_member = 0
                     has_ltpc = False
                     ltp, last_time, last_qty, close = 0.0, np.int64(0), np.int64(0), 0.0
-                elif kind_of_frame == _FULL_FEED and field != sub_member:
+                elif kind_of_frame == FULL_FEED and field != sub_member:
                     sub_member = field
                     has_ltpc = False
                     ltp, last_time, last_qty, close = 0.0, np.int64(0), np.int64(0), 0.0
-                if child == _LTPC:
+                if child == LTPC:
                     has_ltpc = True
                 depth += 1
                 types[depth] = child
@@ -398,7 +304,7 @@ def decode_feed_response(
             if depth == MAX_DEPTH:
                 return n, _TOO_DEEP
             depth += 1
-            types[depth] = _GROUP
+            types[depth] = GROUP
             ends[depth] = frame_end
             groups[depth] = field
         else:
