@@ -1,15 +1,11 @@
 """The ProjectX adapter against the fake gateway on 127.0.0.1 (REST and SignalR hubs).
 
 The official SDK, project-x-py, is pointed at the same fake first: it must place, list and
-cancel an order there, which keeps the fake's shapes honest.
+cancel an order there, which keeps the fake's shapes honest. Token expiry, rate limits and lost
+answers are in ``test_projectx_recovery.py``.
 """
 
 from __future__ import annotations
-
-import asyncio
-import contextlib
-import functools
-import time
 
 import pytest
 import uvloop
@@ -19,30 +15,19 @@ from project_x_py.models import ProjectXConfig
 from project_x_py.order_manager import OrderManager
 
 from engine.brokers.base import OrderError, OrderRequest
-from engine.brokers.live_base import RateLimited
-from engine.brokers.projectx.broker import ProjectXBroker
 from engine.config_errors import ConfigError
-from tests.conftest import make_config
 from tests.fakes.projectx import DEFAULT_CONTRACTS, FakeProjectX
-
-NQ = "CON.F.US.ENQ.H25"
-NQ_SEARCH = {"symbol": "NQ", "tick_size": 0.25, "projectx": {"contract_search": "NQ"}}
-
-
-def run_async(test):
-    @functools.wraps(test)
-    def wrapper(*args, **kwargs):
-        uvloop.run(asyncio.wait_for(test(*args, **kwargs), 20))
-
-    return wrapper
-
-
-async def until(predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.005)
+from tests.projectx_harness import (
+    NQ,
+    NQ_SEARCH,
+    next_updates,
+    polls,
+    px_config,
+    run_async,
+    running,
+    start_and_close,
+    until,
+)
 
 
 @pytest.fixture
@@ -51,50 +36,6 @@ def fake(monkeypatch):
         monkeypatch.setenv("PROJECTX_USERNAME", server.user_name)
         monkeypatch.setenv("PROJECTX_API_KEY", server.api_key)
         yield server
-
-
-def polls(fake: FakeProjectX) -> int:
-    return sum(r["path"] == "/api/Order/searchOpen" for r in fake.requests)
-
-
-def px_config(fake: FakeProjectX, tmp_path, instruments=(NQ_SEARCH,), **broker):
-    return make_config(
-        instruments=list(instruments),
-        broker={"name": "projectx", "base_url": fake.rest_url, "ws_url": fake.ws_url, **broker},
-        feed={"name": "broker"},
-        journal={"path": str(tmp_path / "journal.jsonl")},
-    )
-
-
-class Alerts(list):
-    def __call__(self, code: str, message: str) -> None:
-        self.append((code, message))
-
-    def codes(self) -> list[str]:
-        return [code for code, _ in self]
-
-
-@contextlib.asynccontextmanager
-async def running(cfg, alerts: Alerts | None = None):
-    broker = ProjectXBroker(cfg, alerts if alerts is not None else Alerts())
-    await broker.start()
-    try:
-        yield broker
-    finally:
-        await broker.close()
-
-
-async def start_and_close(cfg) -> None:
-    broker = ProjectXBroker(cfg, Alerts())
-    try:
-        await broker.start()
-    finally:
-        await broker.close()
-
-
-async def next_updates(broker: ProjectXBroker, n: int) -> list:
-    stream = broker.updates()
-    return [await asyncio.wait_for(anext(stream), 3) for _ in range(n)]
 
 
 # -- the SDK keeps the fake honest ---------------------------------------------------------------
@@ -351,73 +292,3 @@ async def test_the_poll_reports_a_fill_the_user_hub_missed(fake, tmp_path) -> No
         ("filled", "filled", 99.75),
     ]
     assert updates[1].order.order_id == state.order_id
-
-
-# -- token expiry, rate limits and lost answers --------------------------------------------------
-
-
-@run_async
-async def test_a_401_renews_the_token_and_retries_the_call(fake, tmp_path) -> None:
-    alerts = Alerts()
-    async with running(px_config(fake, tmp_path), alerts) as broker:
-        fake.expire_token(logout=False)
-        assert await broker.positions() == {}
-        fake.expire_token(logout=False)
-        state = await broker.place(
-            OrderRequest("NQ", "buy", 1, "limit", limit_price=99.0, tag="T1")
-        )
-    assert state.status == "working"
-    assert alerts.codes() == ["token_expired", "token_renewed"] * 2
-    assert fake.logins == 3
-    paths = [r["path"].removeprefix("/api/") for r in fake.requests]
-    # the refused place is looked up by its tag before it is sent again
-    assert paths[-6:] == ["Order/place", "Auth/validate", "Auth/loginKey", "Order/searchOpen",
-                          "Order/search", "Order/place"]  # fmt: skip
-    assert [o["customTag"] for o in fake.book.values()] == ["T1"]
-
-
-@run_async
-async def test_gateway_logout_alerts_renews_and_both_hubs_reconnect(fake, tmp_path) -> None:
-    alerts = Alerts()
-    async with running(px_config(fake, tmp_path), alerts) as broker:
-        feed = broker.market_feed({"NQ": 0}, lambda batch, n, recv_ns: None, lambda state: None)
-        task = asyncio.create_task(feed.run())
-        await until(lambda: fake.clients("user") == 1 and fake.clients("market") == 1)
-        fake.expire_token()
-        await until(lambda: "token_renewed" in alerts.codes())
-        await until(lambda: fake.handshakes == {"market": 2, "user": 2})
-        await until(lambda: fake.clients("user") == 1 and fake.clients("market") == 1)
-        assert await broker.positions() == {}
-        feed.stop()
-        await task
-    assert alerts.codes() == ["token_expired", "token_renewed"]
-    assert "GatewayLogout" in alerts[0][1]
-    market = fake.invocations["market"]
-    assert market.count(("SubscribeContractTrades", [NQ])) == 2  # resubscribed
-    assert fake.invocations["user"].count(("SubscribeOrders", [fake.account_id])) == 2
-
-
-@run_async
-async def test_429_backs_off_and_persistent_429s_raise(fake, tmp_path) -> None:
-    alerts = Alerts()
-    async with running(px_config(fake, tmp_path), alerts) as broker:
-        fake.throttle(2)
-        started = time.monotonic()
-        assert await broker.positions() == {}
-        assert time.monotonic() - started >= 0.25 + 0.5  # RestClient's doubling back-off
-        assert alerts.codes() == ["rate_limited", "rate_limited"]
-        fake.throttle(100)
-        with pytest.raises(RateLimited):
-            await broker.positions()
-
-
-@run_async
-async def test_a_lost_place_answer_is_resolved_by_looking_up_its_tag(fake, tmp_path) -> None:
-    async with running(px_config(fake, tmp_path, timeout_s=0.2)) as broker:
-        fake.stall_next(0.6)
-        state = await broker.place(
-            OrderRequest("NQ", "buy", 1, "limit", limit_price=98.0, tag="N1")
-        )
-    assert (state.status, state.tag) == ("working", "N1")
-    assert [o["customTag"] for o in fake.book.values()] == ["N1"]
-    assert sum(r["path"] == "/api/Order/place" for r in fake.requests) == 1
