@@ -60,7 +60,12 @@ class LiveEngine:
                 stderr=subprocess.STDOUT,
             )
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=5)
-        wait_until(self._answers, timeout=60)
+        try:
+            wait_until(self._answers, timeout=60)
+        except BaseException:
+            self.process.kill()  # a start that never answers must not outlive the test
+            self.process.wait(10)
+            raise
 
     def _answers(self) -> bool:
         if self.process.poll() is not None:

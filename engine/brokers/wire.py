@@ -197,14 +197,15 @@ class Wire:
         loop = asyncio.get_running_loop()
         connection.waiter = loop.create_future()
         connection.transport.write(request)  # type: ignore[union-attr]
+        # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
         try:
-            status, response_headers, content, keep = await asyncio.wait_for(
-                connection.waiter, self.timeout_s
-            )
+            async with asyncio.timeout(self.timeout_s):
+                status, response_headers, content, keep = await connection.waiter
         except TimeoutError:
             connection.transport.close()  # type: ignore[union-attr]
             raise httpx.ReadTimeout(f"no response within {self.timeout_s} s") from None
-        except httpx.TransportError:
+        except BaseException:
+            # a failed or abandoned request leaves the connection mid-response: drop it
             connection.transport.close()  # type: ignore[union-attr]
             raise
         connection.waiter = None
@@ -237,16 +238,14 @@ class Wire:
     async def _open(self) -> _Connection:
         loop = asyncio.get_running_loop()
         try:
-            _, connection = await asyncio.wait_for(
-                loop.create_connection(
+            async with asyncio.timeout(self.timeout_s):
+                _, connection = await loop.create_connection(
                     _Connection,
                     self.host,
                     self.port,
                     ssl=self._ssl,
                     server_hostname=self.host if self._ssl else None,
-                ),
-                self.timeout_s,
-            )
+                )
         except (OSError, TimeoutError) as error:
             raise httpx.ConnectError(f"{self.host}:{self.port}: {error}") from error
         return connection

@@ -141,10 +141,10 @@ class KiteTicker:
                 delay = min(BACKOFF_MAX_S, BACKOFF_START_S * 2**attempt)
                 attempt = min(attempt + 1, 16)
                 # jitter spreads the reconnects of many clients after a server restart
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._stop_requested.wait(), delay * random.uniform(0.5, 1.0)
-                    )
+                    async with asyncio.timeout(delay * random.uniform(0.5, 1.0)):
+                        await self._stop_requested.wait()
         finally:
             watchdog.cancel()
 

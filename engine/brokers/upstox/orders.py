@@ -292,5 +292,7 @@ class OrderTracker:
         idle = not any(state.is_open for state in self.known.values())
         self.wake.clear()
         # with nothing open there is nothing to poll: sleep until an order or a renewal
+        # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.wake.wait(), None if idle else seconds)
+            async with asyncio.timeout(None if idle else seconds):
+                await self.wake.wait()
