@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
-import time
 from pathlib import Path
 
 from engine.brokers.base import OrderRequest
@@ -28,25 +26,6 @@ INSTRUMENTS = [
     {"symbol": "INFY", "tick_size": 0.05, "lot_size": 1, "kite": INFY},
     {"symbol": "NIFTY", "tick_size": 0.1, "lot_size": 75, "kite": NIFTY_FUT},
 ]
-
-
-def run_async(test):
-    """Run an async test on a fresh event loop, failing it after 30 s."""
-
-    @functools.wraps(test)
-    def wrapper(*args, **kwargs):
-        asyncio.run(asyncio.wait_for(test(*args, **kwargs), 30))
-
-    return wrapper
-
-
-async def until(predicate, timeout: float = 5.0) -> None:
-    """Wait until ``predicate()`` is true; raise AssertionError after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.01)
 
 
 class Harness:

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import time
-
-import uvloop
 
 from engine.brokers.projectx.broker import ProjectXBroker
 from tests.conftest import make_config
@@ -17,25 +13,6 @@ from tests.fakes.projectx import FakeProjectX
 NQ = "CON.F.US.ENQ.H25"
 #: an instrument resolving to :data:`NQ` by ``contract_search``
 NQ_SEARCH = {"symbol": "NQ", "tick_size": 0.25, "projectx": {"contract_search": "NQ"}}
-
-
-def run_async(test):
-    """Run the coroutine test ``test`` on uvloop, failing it after 20 s."""
-
-    @functools.wraps(test)
-    def wrapper(*args, **kwargs):
-        uvloop.run(asyncio.wait_for(test(*args, **kwargs), 20))
-
-    return wrapper
-
-
-async def until(predicate, timeout: float = 5.0) -> None:
-    """Wait until ``predicate()`` holds; raise AssertionError after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.005)
 
 
 def polls(fake: FakeProjectX) -> int:

@@ -15,18 +15,9 @@ from engine.brokers.base import OrderError, OrderRequest
 from engine.brokers.kite.login import write_token
 from engine.brokers.live_base import BrokerError, RateLimited, TokenExpired
 from engine.config_errors import ConfigError
+from tests.aio import run_async, until
 from tests.fakes.kite import FakeKite
-from tests.kite_harness import (
-    FAKE_INSTRUMENTS,
-    INFY,
-    INSTRUMENTS,
-    NIFTY_FUT,
-    Harness,
-    order,
-    polls,
-    run_async,
-    until,
-)
+from tests.kite_harness import FAKE_INSTRUMENTS, INFY, INSTRUMENTS, NIFTY_FUT, Harness, order, polls
 
 
 @pytest.fixture

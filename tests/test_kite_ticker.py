@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import time
 from collections.abc import AsyncIterator
 
-import uvloop
 from picows import WSMsgType
 
 from engine.brokers.kite.ticker import KiteTicker
+from tests.aio import run_async, until
 from tests.conftest import free_port
 from tests.fakes.kite_ticker import KiteTickerServer, full_packet, ltp_packet, quote_packet
 
@@ -21,22 +20,6 @@ RELIANCE = 738561  # NSE, segment 1
 USDINR = 1234 << 8 | 3  # CDS: prices in 1e-7
 UNKNOWN = 999 << 8 | 1
 ROWS = {RELIANCE: 0, USDINR: 1}
-
-
-def run_async(test):
-    @functools.wraps(test)
-    def wrapper(*args, **kwargs):
-        uvloop.run(asyncio.wait_for(test(*args, **kwargs), 30))
-
-    return wrapper
-
-
-async def until(predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.005)
 
 
 class Recorder:

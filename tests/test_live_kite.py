@@ -173,6 +173,7 @@ def test_a_restart_adopts_matching_orders_and_halts_on_a_mismatch(tmp_path, fake
     try:
         reconcile = [line for line in live.lines() if line["action"] == "reconcile"][-1]
         assert reconcile["matched"] == ["INFY"] and reconcile["clean"]
+        wait_until(lambda: live.status()["feed"]["state"] == "connected", 30)
         assert live.status()["halt"] is None
         assert len(placed(fake)) == 3
     finally:
@@ -191,6 +192,7 @@ def test_a_restart_adopts_matching_orders_and_halts_on_a_mismatch(tmp_path, fake
         # the target left behind would open a short: it was cancelled
         assert [c["type"] for c in reconcile["cancelled"]] == ["limit"]
         assert live.post("/api/control/adopt").status_code == 200
+        wait_until(lambda: live.status()["feed"]["state"] == "connected", 30)
         assert live.status()["halt"] is None
         assert live.http.get("/api/positions").json() == []
     finally:

@@ -16,6 +16,7 @@ from project_x_py.order_manager import OrderManager
 
 from engine.brokers.base import OrderError, OrderRequest
 from engine.config_errors import ConfigError
+from tests.aio import run_async, until
 from tests.fakes.projectx import DEFAULT_CONTRACTS, FakeProjectX
 from tests.projectx_harness import (
     NQ,
@@ -23,10 +24,8 @@ from tests.projectx_harness import (
     next_updates,
     polls,
     px_config,
-    run_async,
     running,
     start_and_close,
-    until,
 )
 
 

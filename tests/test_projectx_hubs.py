@@ -4,36 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import time
 
 import orjson
 import pytest
-import uvloop
 
 from engine.brokers.projectx.hubs import OrderTracker, ProjectXMarketFeed, parse_ts
 from engine.brokers.projectx.signalr import HubConnection, HubHandler, RecordBuffer
 from engine.brokers.stream import UpdateStream
+from tests.aio import run_async, until
 from tests.fakes.projectx import FakeProjectX
 
 NQ, MNQ = "CON.F.US.ENQ.H25", "CON.F.US.MNQ.H25"
 RS = b"\x1e"
-
-
-def run_async(test):
-    @functools.wraps(test)
-    def wrapper(*args, **kwargs):
-        uvloop.run(asyncio.wait_for(test(*args, **kwargs), 20))
-
-    return wrapper
-
-
-async def until(predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.005)
 
 
 @pytest.fixture

@@ -9,8 +9,9 @@ import pytest
 
 from engine.brokers.base import OrderRequest
 from engine.brokers.live_base import RateLimited
+from tests.aio import run_async, until
 from tests.fakes.projectx import FakeProjectX
-from tests.projectx_harness import NQ, Alerts, px_config, run_async, running, until
+from tests.projectx_harness import NQ, Alerts, px_config, running
 
 
 @pytest.fixture

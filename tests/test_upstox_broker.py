@@ -12,16 +12,9 @@ from engine.brokers.base import OrderError, OrderRequest
 from engine.brokers.live_base import BrokerError, RateLimited, TokenExpired
 from engine.brokers.upstox.broker import UpstoxBroker
 from engine.config_errors import ConfigError
+from tests.aio import run_async
 from tests.fakes.upstox import TOKEN_ENV, FakeUpstox, upstox_config
-from tests.upstox_harness import (
-    INFY,
-    RELIANCE,
-    SBIN,
-    broker_factory,
-    run_async,
-    sdk_client,
-    sdk_order,
-)
+from tests.upstox_harness import INFY, RELIANCE, SBIN, broker_factory, sdk_client, sdk_order
 
 
 @pytest.fixture

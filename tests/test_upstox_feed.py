@@ -12,8 +12,9 @@ from upstox_client.feeder.proto import MarketDataFeedV3_pb2 as pb
 
 from engine.brokers.upstox.broker import UpstoxBroker
 from engine.brokers.upstox.feed import BATCH_TICKS
+from tests.aio import run_async, until
 from tests.fakes.upstox import TOKEN_ENV, FakeUpstox, upstox_config
-from tests.upstox_harness import INFY, RELIANCE, run_async, until
+from tests.upstox_harness import INFY, RELIANCE
 
 
 @pytest.fixture

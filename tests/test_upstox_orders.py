@@ -10,6 +10,7 @@ import upstox_client
 from engine.brokers.base import OrderError, OrderRequest
 from engine.brokers.live_base import BrokerError
 from engine.brokers.upstox.broker import UpstoxBroker
+from tests.aio import run_async, until
 from tests.fakes.upstox import TOKEN_ENV, FakeUpstox
 from tests.upstox_harness import (
     INFY,
@@ -17,10 +18,8 @@ from tests.upstox_harness import (
     SBIN,
     Updates,
     broker_factory,
-    run_async,
     sdk_client,
     sdk_order,
-    until,
 )
 
 

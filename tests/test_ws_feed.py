@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import random
-import time
 
 import numpy as np
 import orjson
 import pytest
-import uvloop
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
 
 from engine.feeds.csv_nb import build_symbol_table
@@ -19,25 +16,10 @@ from engine.feeds.json_nb import DONE, FALLBACK, MORE, parse_json_ticks
 from engine.feeds.ticks import TickBatch
 from engine.live import Runtime
 from kernels import layout
+from tests.aio import run_async, until
 from tests.conftest import make_config
 
 T0 = 1_795_000_000_000_000_000
-
-
-def run_async(test):
-    @functools.wraps(test)
-    def wrapper(*args, **kwargs):
-        uvloop.run(asyncio.wait_for(test(*args, **kwargs), 30))
-
-    return wrapper
-
-
-async def until(predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.005)
 
 
 class TickServer:

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import functools
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import upstox_client
-import uvloop
 
 from engine.brokers.upstox.broker import UpstoxBroker
 from tests.fakes.upstox import FakeUpstox, upstox_config
@@ -21,25 +18,6 @@ INSTRUMENTS = [
     {"symbol": "INFY", "tick_size": 0.05, "upstox": {"instrument_key": INFY}},
     {"symbol": "RELIANCE", "tick_size": 0.05, "upstox": {"instrument_key": RELIANCE}},
 ]
-
-
-def run_async(test):
-    """Run an async test on a fresh uvloop, failing it after 30 s."""
-
-    @functools.wraps(test)
-    def wrapper(*args, **kwargs):
-        uvloop.run(asyncio.wait_for(test(*args, **kwargs), 30))
-
-    return wrapper
-
-
-async def until(predicate, timeout: float = 5.0) -> None:
-    """Wait until ``predicate()`` is true; raise AssertionError after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.005)
 
 
 def broker_factory(

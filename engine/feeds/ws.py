@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Callable
 
@@ -29,13 +28,10 @@ from engine.feeds.csv_nb import build_symbol_table
 from engine.feeds.frames import FRAME_REJECTS, decode_frame, fill_batch
 from engine.feeds.json_nb import FALLBACK, MORE, parse_json_ticks
 from engine.feeds.ticks import TickBatch
+from engine.feeds.upkeep import FeedUpkeep, backoff_s
 
 log = logging.getLogger("otrade.feed")
 
-#: first reconnect delay, seconds; doubles per failed attempt up to BACKOFF_MAX_S
-BACKOFF_START_S = 0.1
-#: longest reconnect delay, seconds
-BACKOFF_MAX_S = 5.0
 #: ticks a single frame may carry before it is split over several kernel calls
 FRAME_BATCH_TICKS = 4096
 
@@ -43,7 +39,7 @@ FRAME_BATCH_TICKS = 4096
 Deliver = Callable[[TickBatch, int, int], None]
 
 
-class WsFeed:
+class WsFeed(FeedUpkeep):
     """Connect to ``feed.url`` and deliver every text frame's ticks as one batch.
 
     Parameters
@@ -66,6 +62,7 @@ class WsFeed:
         on_state: Callable[[str], None],
     ) -> None:
         self.cfg = cfg
+        self.stale_after_s = cfg.stale_after_s
         self.index = index
         self.deliver = deliver
         self.on_state = on_state
@@ -86,14 +83,6 @@ class WsFeed:
         self._transport: WSTransport | None = None
         self._in_fragment = False
         self._stopping = False
-
-    def rejected_frames(self) -> dict[str, int]:
-        """Return the dropped frames by reason, nonzero reasons only."""
-        return {reason: count for reason, count in self.rejected.items() if count}
-
-    def last_tick_age(self) -> float | None:
-        """Return seconds since the last tick arrived, or None before the first."""
-        return None if self.last_tick_at is None else time.monotonic() - self.last_tick_at
 
     async def run(self) -> None:
         """Connect, stream and reconnect until ``stop()``."""
@@ -119,10 +108,8 @@ class WsFeed:
                 if self._stopping:
                     break
                 self.reconnects += 1
-                delay = min(BACKOFF_MAX_S, BACKOFF_START_S * 2**attempt)
-                attempt = min(attempt + 1, 16)
-                # jitter spreads reconnects of many clients after a server restart
-                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                await asyncio.sleep(backoff_s(attempt))
+                attempt += 1
         finally:
             watchdog.cancel()
 
@@ -131,23 +118,6 @@ class WsFeed:
         self._stopping = True
         if self._transport is not None:
             self._transport.disconnect()
-
-    def _set_state(self, state: str) -> None:
-        if state != self.state:
-            self.state = state
-            self.on_state(state)
-
-    async def _watch_staleness(self) -> None:
-        stale_after = self.cfg.stale_after_s
-        connected_at = time.monotonic()
-        while True:
-            await asyncio.sleep(min(stale_after / 4, 0.25))
-            if self.state != "connected":
-                connected_at = time.monotonic()
-                continue
-            since = self.last_tick_at if self.last_tick_at is not None else connected_at
-            if time.monotonic() - max(since, connected_at) > stale_after:
-                self._set_state("stale")
 
     # -- picows callbacks ------------------------------------------------------------------------
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Callable
 from urllib.parse import urlencode
@@ -28,7 +27,8 @@ from picows.common import WSHandshakeError
 from engine.brokers.kite import ticker_nb
 from engine.brokers.live_base import Alert, Deliver
 from engine.feeds.ticks import TickBatch
-from engine.feeds.ws import BACKOFF_MAX_S, BACKOFF_START_S, FRAME_BATCH_TICKS
+from engine.feeds.upkeep import FeedUpkeep, backoff_s
+from engine.feeds.ws import FRAME_BATCH_TICKS
 
 log = logging.getLogger("otrade.kite.ticker")
 
@@ -47,7 +47,7 @@ MODES = ("ltp", "quote", "full")
 KITE_REJECTS = ("truncated", "packet_length", "bad_text", "fragmented")
 
 
-class KiteTicker:
+class KiteTicker(FeedUpkeep):
     """Kite's market data and order updates as a :class:`~engine.brokers.live_base.MarketFeed`.
 
     Parameters
@@ -119,13 +119,8 @@ class KiteTicker:
         self._refused_token: str | None = None
         self._outage_alerted = False
 
-    def rejected_frames(self) -> dict[str, int]:
-        """Return the dropped frames by reason, nonzero reasons only."""
-        return {reason: count for reason, count in self.rejected.items() if count}
-
-    def last_tick_age(self) -> float | None:
-        """Return seconds since the last tick arrived, or None before the first."""
-        return None if self.last_tick_at is None else time.monotonic() - self.last_tick_at
+    def _alive_at(self) -> float | None:
+        return self.last_frame_at  # Kite's heartbeats keep a quiet instrument's feed alive
 
     async def run(self) -> None:
         """Connect, subscribe and deliver ticks until :meth:`stop`, reconnecting with backoff."""
@@ -138,13 +133,11 @@ class KiteTicker:
                 if self._stopping:
                     break
                 self.reconnects += 1
-                delay = min(BACKOFF_MAX_S, BACKOFF_START_S * 2**attempt)
-                attempt = min(attempt + 1, 16)
-                # jitter spreads the reconnects of many clients after a server restart
                 # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(delay * random.uniform(0.5, 1.0)):
+                    async with asyncio.timeout(backoff_s(attempt)):
                         await self._stop_requested.wait()
+                attempt += 1
         finally:
             watchdog.cancel()
 
@@ -214,19 +207,6 @@ class KiteTicker:
             self.on_alert(code, message)
         except Exception:  # noqa: BLE001 - a failing sink must not take the feed down
             log.exception("kite ticker alert handler failed")
-
-    def _set_state(self, state: str) -> None:
-        if state != self.state:
-            self.state = state
-            self.on_state(state)
-
-    async def _watch_staleness(self) -> None:
-        while True:
-            await asyncio.sleep(min(self.stale_after_s / 4, 0.25))
-            if self.state != "connected" or self.last_frame_at is None:
-                continue
-            if time.monotonic() - self.last_frame_at > self.stale_after_s:
-                self._set_state("stale")
 
     # -- picows callbacks ------------------------------------------------------------------------
 

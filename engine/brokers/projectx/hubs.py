@@ -26,6 +26,7 @@ from collections.abc import Callable
 from engine.brokers.projectx.orders import OrderTracker, parse_ts
 from engine.brokers.projectx.signalr import HubConnection, HubHandler
 from engine.feeds.ticks import TickBatch
+from engine.feeds.upkeep import FeedUpkeep
 
 # OrderTracker and parse_ts live in orders.py; they stay importable from here
 __all__ = ["OrderTracker", "ProjectXMarketFeed", "UserHub", "parse_ts", "unwrap"]
@@ -99,7 +100,7 @@ class UserHub(HubHandler):
         self.on_unauthorized(message)
 
 
-class ProjectXMarketFeed(HubHandler):
+class ProjectXMarketFeed(HubHandler, FeedUpkeep):
     """The market hub as the engine's feed: GatewayTrade events into a preallocated batch.
 
     Parameters
@@ -174,26 +175,6 @@ class ProjectXMarketFeed(HubHandler):
         """Return what was dropped, by reason, nonzero reasons only."""
         counts = {"malformed": self.hub.malformed, "no_price": self.dropped}
         return {reason: count for reason, count in counts.items() if count}
-
-    def last_tick_age(self) -> float | None:
-        """Return seconds since the last tick arrived, or None before the first."""
-        return None if self.last_tick_at is None else time.monotonic() - self.last_tick_at
-
-    def _set_state(self, state: str) -> None:
-        if state != self.state:
-            self.state = state
-            self.on_state(state)
-
-    async def _watch_staleness(self) -> None:
-        connected_at = time.monotonic()
-        while True:
-            await asyncio.sleep(min(self.stale_after_s / 4, 0.25))
-            if self.state != "connected":
-                connected_at = time.monotonic()
-                continue
-            since = self.last_tick_at if self.last_tick_at is not None else connected_at
-            if time.monotonic() - max(since, connected_at) > self.stale_after_s:
-                self._set_state("stale")
 
     # -- hub events ------------------------------------------------------------------------------
 

@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Callable
 
 import orjson
 from picows import WSFrame, WSInvalidStatusError, WSListener, WSMsgType, WSTransport, ws_connect
+
+from engine.feeds.upkeep import backoff_s
 
 log = logging.getLogger("otrade.projectx.signalr")
 
@@ -45,10 +46,6 @@ CLOSE_RECORD = b'{"type":7}\x1e'
 PING_INTERVAL_S = 15.0
 #: seconds without any record after which the connection is considered dead
 SERVER_TIMEOUT_S = 30.0
-#: first reconnect delay, seconds; doubles per failed attempt up to BACKOFF_MAX_S
-BACKOFF_START_S = 0.1
-#: longest reconnect delay, seconds
-BACKOFF_MAX_S = 5.0
 #: largest record accepted, bytes; a longer one is a protocol error and drops the connection
 MAX_RECORD_BYTES = 4 * 1024 * 1024
 
@@ -204,10 +201,8 @@ class HubConnection:
                 if self._stopping:
                     break
                 self.reconnects += 1
-                delay = min(BACKOFF_MAX_S, BACKOFF_START_S * 2**attempt)
-                attempt = min(attempt + 1, 16)
-                # jitter spreads the reconnects of many clients after a gateway restart
-                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                await asyncio.sleep(backoff_s(attempt))
+                attempt += 1
         finally:
             keepalive.cancel()
 

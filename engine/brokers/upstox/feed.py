@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -38,22 +37,19 @@ from engine.brokers.upstox.proto_nb import (
 )
 from engine.feeds.csv_nb import build_symbol_table
 from engine.feeds.ticks import TickBatch
+from engine.feeds.upkeep import FeedUpkeep, backoff_s
 
 __all__ = ["FEED_REJECTS", "UpstoxFeed"]
 
 log = logging.getLogger("otrade.upstox.feed")
 
-#: first reconnect delay, seconds; doubles per failed attempt up to BACKOFF_MAX_S
-BACKOFF_START_S = 0.1
-#: longest reconnect delay, seconds
-BACKOFF_MAX_S = 5.0
 #: rows of the tick batch at start; a frame carrying more ticks grows it
 BATCH_TICKS = 1024
 #: reasons a frame is dropped: the protobuf ones plus what the protocol never sends
 FEED_REJECTS: tuple[str, ...] = (*PROTO_REJECTS, "text", "oversized", "fragmented")
 
 
-class UpstoxFeed:
+class UpstoxFeed(FeedUpkeep):
     """Stream Upstox ``ltpc`` ticks of the configured instruments into the engine.
 
     Parameters
@@ -138,14 +134,6 @@ class UpstoxFeed:
             self.cp,
         )
 
-    def rejected_frames(self) -> dict[str, int]:
-        """Return the dropped frames by reason, nonzero reasons only."""
-        return {reason: count for reason, count in self.rejected.items() if count}
-
-    def last_tick_age(self) -> float | None:
-        """Return seconds since the last tick arrived, or None before the first."""
-        return None if self.last_tick_at is None else time.monotonic() - self.last_tick_at
-
     def subscription(self) -> bytes:
         """Return the subscription message sent (as a binary frame) after every connect."""
         request = {
@@ -189,10 +177,8 @@ class UpstoxFeed:
                     break
                 self._set_state("disconnected")
                 self.reconnects += 1
-                delay = min(BACKOFF_MAX_S, BACKOFF_START_S * 2**attempt)
-                attempt = min(attempt + 1, 16)
-                # jitter spreads reconnects of many clients after a server restart
-                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                await asyncio.sleep(backoff_s(attempt))
+                attempt += 1
         finally:
             watchdog.cancel()
             self._set_state("disconnected")
@@ -202,22 +188,6 @@ class UpstoxFeed:
         self._stopping = True
         if self._transport is not None:
             self._transport.disconnect()
-
-    def _set_state(self, state: str) -> None:
-        if state != self.state:
-            self.state = state
-            self.on_state(state)
-
-    async def _watch_staleness(self) -> None:
-        connected_at = time.monotonic()
-        while True:
-            await asyncio.sleep(min(self.stale_after_s / 4, 0.25))
-            if self.state != "connected":
-                connected_at = time.monotonic()
-                continue
-            since = self.last_tick_at if self.last_tick_at is not None else connected_at
-            if time.monotonic() - max(since, connected_at) > self.stale_after_s:
-                self._set_state("stale")
 
     # -- picows callbacks ------------------------------------------------------------------------
 
