@@ -229,6 +229,25 @@ class OrderRequest:
         if self.oco_group is not None and (not _is_int(self.oco_group) or self.oco_group < 1):
             raise OrderError("oco_group", f"must be an integer >= 1, got {self.oco_group!r}")
 
+    def as_state(self, order_id: str, status: str, **fields) -> OrderState:
+        """Return this request as an :class:`OrderState` with ``order_id`` and ``status``.
+
+        ``fields`` sets the state's other fields (``reason``, ``leg``, ``parent_id``, ...).
+        """
+        return OrderState(
+            order_id,
+            self.symbol,
+            self.side,
+            self.qty,
+            self.type,
+            self.limit_price,
+            self.stop_price,
+            self.tag,
+            self.oco_group,
+            status,
+            **fields,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class OrderState:

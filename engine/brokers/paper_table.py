@@ -215,20 +215,8 @@ class OrderTable:
 
         ``leg`` and ``parent_id`` place a bracket's order in its bracket.
         """
-        state = OrderState(
-            order_id=self._new_id()[1],
-            symbol=order.symbol,
-            side=order.side,
-            qty=order.qty,
-            type=order.type,
-            limit_price=order.limit_price,
-            stop_price=order.stop_price,
-            tag=order.tag,
-            oco_group=order.oco_group,
-            status="rejected",
-            reason=reason,
-            leg=leg,
-            parent_id=parent_id,
+        state = order.as_state(
+            self._new_id()[1], "rejected", reason=reason, leg=leg, parent_id=parent_id
         )
         self._remember(state)
         self.stream.emit("rejected", state, reason, time.time_ns())

@@ -206,10 +206,7 @@ class KiteBroker:
         known = self._tracker.known.get(order_id)
         if known is not None:
             return known  # the ticker or a poll already reported it
-        return OrderState(
-            order_id, order.symbol, order.side, order.qty, order.type, order.limit_price,
-            order.stop_price, order.tag, order.oco_group, "working",
-        )  # fmt: skip
+        return order.as_state(order_id, "working")
 
     async def modify(
         self,

@@ -105,11 +105,7 @@ class OrderWatch:
 
     def refused(self, order: OrderRequest, message: str) -> OrderState:
         """Report ``order``, which Kite refused outright, as ``rejected`` with ``message``."""
-        state = OrderState(
-            f"{REFUSED_ID}{order.tag}", order.symbol, order.side, order.qty, order.type,
-            order.limit_price, order.stop_price, order.tag, order.oco_group, "rejected",
-            reason=message,
-        )  # fmt: skip
+        state = order.as_state(f"{REFUSED_ID}{order.tag}", "rejected", reason=message)
         return self.tracker.observe(state, time.time_ns())
 
     def watching(self) -> bool:

@@ -286,19 +286,7 @@ def requested(
     OrderState
         The request's fields with ``order_id``, ``status`` and ``reason``.
     """
-    return OrderState(
-        order_id=order_id,
-        symbol=order.symbol,
-        side=order.side,
-        qty=order.qty,
-        type=order.type,
-        limit_price=order.limit_price,
-        stop_price=order.stop_price,
-        tag=order.tag,
-        oco_group=order.oco_group,
-        status=status,
-        reason=reason,
-    )
+    return order.as_state(order_id, status, reason=reason)
 
 
 def tagged(data: dict, tag: str) -> dict | None:
