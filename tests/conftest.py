@@ -11,12 +11,19 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import orjson
+import pytest
 
 from engine.config import EngineConfig, parse_config
 from engine.core import Engine
 from engine.events import event_record, trade_records
 from engine.state import State
 from kernels import layout
+
+# the brokers' harnesses hold fixtures loaded with ``pytest_plugins`` after a test module has
+# imported them: rewrite their asserts from the first import
+pytest.register_assert_rewrite(
+    "tests.kite_harness", "tests.upstox_harness", "tests.projectx_harness"
+)
 
 #: 2025-11-21 04:40:00 UTC (10:10 in Asia/Kolkata), a Friday
 T0 = 1_763_700_000_000_000_000

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import pytest
+
 from engine.brokers.projectx.broker import ProjectXBroker
 from tests.conftest import make_config
 from tests.fakes.projectx import FakeProjectX
@@ -65,3 +67,14 @@ async def next_updates(broker: ProjectXBroker, n: int) -> list:
     """Return the next ``n`` updates of ``broker``, each within 3 s."""
     stream = broker.updates()
     return [await asyncio.wait_for(anext(stream), 3) for _ in range(n)]
+
+
+# -- fixtures of the broker tests (loaded with ``pytest_plugins``) -----------------------------
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    with FakeProjectX() as server:
+        monkeypatch.setenv("PROJECTX_USERNAME", server.user_name)
+        monkeypatch.setenv("PROJECTX_API_KEY", server.api_key)
+        yield server

@@ -28,13 +28,8 @@ from tests.projectx_harness import (
     start_and_close,
 )
 
-
-@pytest.fixture
-def fake(monkeypatch):
-    with FakeProjectX() as server:
-        monkeypatch.setenv("PROJECTX_USERNAME", server.user_name)
-        monkeypatch.setenv("PROJECTX_API_KEY", server.api_key)
-        yield server
+#: the fixture fake (the gateway, its credentials in the environment)
+pytest_plugins = ("tests.projectx_harness",)
 
 
 # -- the SDK keeps the fake honest ---------------------------------------------------------------

@@ -10,16 +10,10 @@ import pytest
 from engine.brokers.base import OrderRequest
 from engine.brokers.live_base import RateLimited
 from tests.aio import run_async, until
-from tests.fakes.projectx import FakeProjectX
 from tests.projectx_harness import NQ, Alerts, px_config, running
 
-
-@pytest.fixture
-def fake(monkeypatch):
-    with FakeProjectX() as server:
-        monkeypatch.setenv("PROJECTX_USERNAME", server.user_name)
-        monkeypatch.setenv("PROJECTX_API_KEY", server.api_key)
-        yield server
+#: the fixture fake (the gateway, its credentials in the environment)
+pytest_plugins = ("tests.projectx_harness",)
 
 
 @run_async
@@ -48,12 +42,15 @@ async def test_gateway_logout_alerts_renews_and_both_hubs_reconnect(fake, tmp_pa
     async with running(px_config(fake, tmp_path), alerts) as broker:
         feed = broker.market_feed({"NQ": 0}, lambda batch, n, recv_ns: None, lambda state: None)
         task = asyncio.create_task(feed.run())
-        await until(lambda: fake.clients("user") == 1 and fake.clients("market") == 1)
+        trades = ("SubscribeContractTrades", [NQ])
+        # connected is not yet subscribed: expiring now could cut the first subscription off
+        orders = ("SubscribeOrders", [fake.account_id])
+        await until(lambda: fake.invocations["market"].count(trades) == 1)
+        await until(lambda: fake.invocations["user"].count(orders) == 1)
         fake.expire_token()
         await until(lambda: "token_renewed" in alerts.codes())
         await until(lambda: fake.handshakes == {"market": 2, "user": 2})
         await until(lambda: fake.clients("user") == 1 and fake.clients("market") == 1)
-        trades = ("SubscribeContractTrades", [NQ])
         # the resubscription follows the handshake: wait for it to reach the fake
         await until(lambda: fake.invocations["market"].count(trades) >= 2)
         assert await broker.positions() == {}

@@ -13,30 +13,11 @@ from engine.brokers.live_base import BrokerError, RateLimited, TokenExpired
 from engine.brokers.upstox.broker import UpstoxBroker
 from engine.config_errors import ConfigError
 from tests.aio import run_async
-from tests.fakes.upstox import TOKEN_ENV, FakeUpstox, upstox_config
-from tests.upstox_harness import INFY, RELIANCE, SBIN, broker_factory, sdk_client, sdk_order
+from tests.fakes.upstox import TOKEN_ENV, upstox_config
+from tests.upstox_harness import INFY, RELIANCE, sdk_client, sdk_order
 
-
-@pytest.fixture
-def fake():
-    with FakeUpstox({INFY: "INFY", RELIANCE: "RELIANCE", SBIN: "SBIN"}) as server:
-        yield server
-
-
-@pytest.fixture
-def alerts() -> list[tuple[str, str]]:
-    return []
-
-
-@pytest.fixture
-def make_broker(fake, tmp_path, monkeypatch, alerts):
-    monkeypatch.setenv(TOKEN_ENV, fake.access_token)
-    return broker_factory(fake, tmp_path, alerts)
-
-
-@pytest.fixture
-def broker(make_broker) -> UpstoxBroker:
-    return make_broker()
+#: the fixtures fake, alerts, make_broker and broker
+pytest_plugins = ("tests.upstox_harness",)
 
 
 # -- the fake, kept honest by the official SDK --------------------------------------------------

@@ -9,40 +9,17 @@ import upstox_client
 
 from engine.brokers.base import OrderError, OrderRequest
 from engine.brokers.live_base import BrokerError
-from engine.brokers.upstox.broker import UpstoxBroker
 from tests.aio import run_async, until
-from tests.fakes.upstox import TOKEN_ENV, FakeUpstox
 from tests.upstox_harness import (
     INFY,
-    RELIANCE,
     SBIN,
     Updates,
-    broker_factory,
     sdk_client,
     sdk_order,
 )
 
-
-@pytest.fixture
-def fake():
-    with FakeUpstox({INFY: "INFY", RELIANCE: "RELIANCE", SBIN: "SBIN"}) as server:
-        yield server
-
-
-@pytest.fixture
-def alerts() -> list[tuple[str, str]]:
-    return []
-
-
-@pytest.fixture
-def make_broker(fake, tmp_path, monkeypatch, alerts):
-    monkeypatch.setenv(TOKEN_ENV, fake.access_token)
-    return broker_factory(fake, tmp_path, alerts)
-
-
-@pytest.fixture
-def broker(make_broker) -> UpstoxBroker:
-    return make_broker()
+#: the fixtures fake, alerts, make_broker and broker
+pytest_plugins = ("tests.upstox_harness",)
 
 
 # -- orders --------------------------------------------------------------------------------------

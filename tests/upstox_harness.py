@@ -6,10 +6,11 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import upstox_client
 
 from engine.brokers.upstox.broker import UpstoxBroker
-from tests.fakes.upstox import FakeUpstox, upstox_config
+from tests.fakes.upstox import TOKEN_ENV, FakeUpstox, upstox_config
 
 #: instrument keys the fake knows (SBIN is not in the broker's config)
 INFY, RELIANCE, SBIN = "NSE_EQ|INE009A01021", "NSE_EQ|INE002A01018", "NSE_EQ|INE062A01020"
@@ -75,3 +76,28 @@ def sdk_order(**fields) -> upstox_client.PlaceOrderRequest:
         "is_amo": False,
     }
     return upstox_client.PlaceOrderRequest(**(request | fields))
+
+
+# -- fixtures of the broker tests (loaded with ``pytest_plugins``) -----------------------------
+
+
+@pytest.fixture
+def fake():
+    with FakeUpstox({INFY: "INFY", RELIANCE: "RELIANCE", SBIN: "SBIN"}) as server:
+        yield server
+
+
+@pytest.fixture
+def alerts() -> list[tuple[str, str]]:
+    return []
+
+
+@pytest.fixture
+def make_broker(fake, tmp_path, monkeypatch, alerts):
+    monkeypatch.setenv(TOKEN_ENV, fake.access_token)
+    return broker_factory(fake, tmp_path, alerts)
+
+
+@pytest.fixture
+def broker(make_broker) -> UpstoxBroker:
+    return make_broker()

@@ -14,6 +14,8 @@ import random
 import time
 from collections.abc import Callable
 
+from picows import WSTransport
+
 #: first reconnect delay, seconds; doubles per failed attempt up to BACKOFF_MAX_S
 BACKOFF_START_S = 0.1
 #: longest reconnect delay, seconds
@@ -45,6 +47,8 @@ class FeedUpkeep:
     last_tick_at: float | None
     #: frames dropped, by reason
     rejected: dict[str, int]
+    #: the open connection, None between connections
+    _transport: WSTransport | None
 
     def rejected_frames(self) -> dict[str, int]:
         """Return the dropped frames by reason, nonzero reasons only."""
@@ -62,6 +66,13 @@ class FeedUpkeep:
         if state != self.state:
             self.state = state
             self.on_state(state)
+
+    def _disconnected(self, transport: WSTransport) -> None:
+        if transport is not self._transport:
+            # a late goodbye from a connection already replaced: the current one stays
+            return
+        self._transport = None
+        self._set_state("disconnected")
 
     async def _watch_staleness(self) -> None:
         connected_at = time.monotonic()

@@ -132,10 +132,6 @@ class WsFeed(FeedUpkeep):
             transport.send(WSMsgType.TEXT, orjson.dumps(self.cfg.subscribe))
         self._set_state("connected")
 
-    def _disconnected(self) -> None:
-        self._transport = None
-        self._set_state("disconnected")
-
     def _frame(self, transport: WSTransport, frame: WSFrame) -> None:
         recv_ns = time.monotonic_ns()
         kind = frame.msg_type
@@ -205,4 +201,4 @@ class _Listener(WSListener):
         self.feed._frame(transport, frame)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
-        self.feed._disconnected()
+        self.feed._disconnected(transport)

@@ -224,10 +224,6 @@ class KiteTicker(FeedUpkeep):
         self.last_frame_at = time.monotonic()
         self._set_state("connected")
 
-    def _disconnected(self) -> None:
-        self._transport = None
-        self._set_state("disconnected")
-
     def _frame(self, transport: WSTransport, frame: WSFrame) -> None:
         recv_ns = time.monotonic_ns()
         self.last_frame_at = time.monotonic()
@@ -311,4 +307,4 @@ class _Listener(WSListener):
         self.feed._frame(transport, frame)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
-        self.feed._disconnected()
+        self.feed._disconnected(transport)

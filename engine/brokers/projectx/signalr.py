@@ -280,7 +280,10 @@ class HubConnection:
         self._last_heard = time.monotonic()
         transport.send(WSMsgType.TEXT, HANDSHAKE)
 
-    def _disconnected(self) -> None:
+    def _disconnected(self, transport: WSTransport) -> None:
+        if transport is not self._transport:
+            # a late goodbye from a connection already replaced: the current one stays
+            return
         self._transport = None
         self._open = False
         self.connected_url = None
@@ -375,4 +378,4 @@ class _Listener(WSListener):
         self.hub._frame(transport, frame)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
-        self.hub._disconnected()
+        self.hub._disconnected(transport)

@@ -200,10 +200,6 @@ class UpstoxFeed(FeedUpkeep):
         transport.send(WSMsgType.BINARY, self.subscription())
         self._set_state("connected")
 
-    def _disconnected(self) -> None:
-        self._transport = None
-        self._set_state("disconnected")
-
     def _frame(self, transport: WSTransport, frame: WSFrame) -> None:
         kind = frame.msg_type
         if kind == WSMsgType.BINARY:
@@ -280,6 +276,6 @@ class _Listener(WSListener):
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         try:
-            self.feed._disconnected()
+            self.feed._disconnected(transport)
         except Exception as error:  # noqa: BLE001
             self.feed._failed(error)
