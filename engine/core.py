@@ -145,6 +145,12 @@ class Engine:
             flatten_one(self.state.book, self.state.events, i, _now(ts), layout.R_MANUAL)
         self.drain()
 
+    def close(self, i: int, reason: int, ts: int | None = None) -> None:
+        """Close instrument row ``i``'s position at market with exit ``reason`` (``layout.R_*``);
+        live, this is one exit intent, sent unless an exit is on its way already."""
+        flatten_one(self.state.book, self.state.events, i, _now(ts), reason)
+        self.drain()
+
     def pause(self) -> None:
         """Stop new entries; exits keep running."""
         self.announce("pause")

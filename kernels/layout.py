@@ -86,8 +86,9 @@ I_BAR_NS = 61  #: bar length, ns
 I_DAY_START = 62  #: start of the session day the day statistics belong to, ns
 # -- instrument row: live broker ------------------------------------------------------------------
 I_PENDING = 63  #: live only: LONG/SHORT = an entry intent awaits the broker, PENDING_EXIT = an exit
+I_STOP_RESTING = 64  #: live only: 1 while the broker confirms the position's stop order resting
 #: width of an instrument row
-N_INST_COLS = 64
+N_INST_COLS = 65
 
 # -- account row (row n of the book) -----------------------------------------------------------
 A_DAILY_LOSS_LIMIT = 0  #: day P&L at or below -limit flattens and stops entries for the day
@@ -153,8 +154,11 @@ R_EOD = 5  #: flattened at the session's flatten_at
 R_RISK = 6  #: flattened by a loss limit
 R_KILL = 7  #: flattened by the operator's kill switch
 R_MANUAL = 8  #: closed by an operator order
+R_ORPHAN = 9  #: live: a leg of an already closed position filled; what it opened is closed
 #: exit reason names by code
-EXIT_REASONS = ("", "target", "stop", "trail", "breakeven", "eod", "risk", "kill", "manual")
+EXIT_REASONS = (
+    "", "target", "stop", "trail", "breakeven", "eod", "risk", "kill", "manual", "orphan",
+)  # fmt: skip
 
 # -- risk gate codes (also halt codes) ---------------------------------------------------------
 G_OK = 0  #: entry allowed

@@ -30,6 +30,7 @@ from kernels.layout import (
     I_SLIPPAGE_TICKS,
     I_STOP,
     I_STOP_KIND,
+    I_STOP_RESTING,
     I_TARGET,
     I_TICK_SIZE,
     K_HALT,
@@ -41,6 +42,7 @@ from kernels.layout import (
     R_KILL,
     R_NONE,
     R_RISK,
+    R_TARGET,
     S_FLATTEN,
 )
 from kernels.ledger import apply_fill, emit, mark_to_market
@@ -177,7 +179,10 @@ def _exit(book: np.ndarray, events: np.ndarray, i: int, ts: int) -> bool:
     reason = check_bracket(book, i)
     if reason != R_NONE:
         if _live(book):
-            # the broker's resting target and stop orders close a live position
+            # the broker's resting stop closes a live position; with none resting there
+            # (rejected, cancelled, not yet placed) the price through it closes it at market
+            if reason != R_TARGET and book[i, I_STOP_RESTING] == 0.0:
+                flatten_one(book, events, i, ts, reason)
             return False
         count_order(book, ts)
         side = int(book[i, I_SIDE])

@@ -57,11 +57,12 @@ def test_the_broker_fill_opens_the_position_with_the_bracket_around_its_own_pric
     assert position["qty"] == 1 and position["side"] == "long"
 
 
-def test_a_bracket_touch_sends_nothing_live_because_the_resting_orders_close_it() -> None:
+def test_a_bracket_touch_sends_nothing_live_while_the_broker_holds_the_stop() -> None:
     engine, log = live_engine()
     run(engine, Ticks().extend([100, 100, 100, 101]))
     engine.broker_fill(0, layout.LONG, 1, 101.0, layout.R_NONE, Ticks().ts)
     engine.state.book[0, layout.I_PENDING] = 0
+    engine.state.book[0, layout.I_STOP_RESTING] = 1
     run(engine, Ticks(ts=Ticks().ts + 10 * 10**9).extend([110, 90]))  # past target, then stop
     assert "exit" not in kinds(log)
     assert [r for r in log.records() if r["type"] == "intent"][1:] == []
@@ -71,6 +72,21 @@ def test_a_bracket_touch_sends_nothing_live_because_the_resting_orders_close_it(
     exit_ = [r for r in log.records() if r["type"] == "exit"][0]
     assert exit_["reason"] == "stop" and pnl == -1.0
     assert engine.state.positions() == {}
+
+
+def test_a_price_through_the_stop_with_no_stop_resting_exits_at_market_once() -> None:
+    engine, log = live_engine()
+    run(engine, Ticks().extend([100, 100, 100, 101]))
+    engine.broker_fill(0, layout.LONG, 1, 101.0, layout.R_NONE, Ticks().ts)
+    engine.state.book[0, layout.I_PENDING] = 0
+    # past the target with no stop resting: the broker's target (or none) decides, no intent
+    run(engine, Ticks(ts=Ticks().ts + 10 * 10**9).extend([110]))
+    assert [r for r in log.records() if r["type"] == "intent"][1:] == []
+    run(engine, Ticks(ts=Ticks().ts + 20 * 10**9).extend([90, 89, 88]))
+    exits = [r for r in log.records() if r["type"] == "intent"][1:]
+    assert [(r["side"], r["qty"], r["reason"]) for r in exits] == [("sell", 1, "stop")]
+    assert engine.state.book[0, layout.I_PENDING] == layout.PENDING_EXIT
+    assert engine.state.book[0, layout.I_SIDE] == layout.LONG, "the broker's fill closes it"
 
 
 def test_flatten_sends_one_exit_intent_and_not_a_second_while_it_is_pending() -> None:

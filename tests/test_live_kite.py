@@ -4,60 +4,18 @@ expiry, 429 and restart reconciliation."""
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from tests.conftest import wait_until
 from tests.fakes.kite import FakeKite
-from tests.live import LiveEngine
-
-INFY = {"tradingsymbol": "INFY", "exchange": "NSE", "instrument_token": 408065}
-#: crosses up on the last tick (fast 1, slow 2): one buy at 101
-CROSS_UP = [100.0, 100.0, 100.0, 101.0]
+from tests.kite_live import CROSS_UP, INFY, open_long, placed, start
 
 
 @pytest.fixture
 def fake():
     with FakeKite([{**INFY, "last_price": 100.0}]) as kite:
         yield kite
-
-
-def start(tmp_path, fake: FakeKite, bracket: dict | None = None) -> LiveEngine:
-    token_file = tmp_path / "kite_token"
-    if not token_file.exists():
-        token_file.write_text(fake.access_token)
-        token_file.chmod(0o600)
-    return LiveEngine(
-        tmp_path,
-        env={"KITE_API_KEY": fake.api_key, "KITE_API_SECRET": fake.api_secret},
-        instruments=[{"symbol": "INFY", "tick_size": 0.05, "kite": INFY}],
-        bracket=bracket or {"target_ticks": 20, "stop_ticks": 10},
-        broker={
-            "name": "kite",
-            "base_url": fake.rest_url,
-            "ws_url": fake.ws_url,
-            "token_path": str(token_file),
-            "access_token_env": "OTRADE_TEST_UNSET_KITE_TOKEN",
-        },
-        feed={"name": "broker", "stale_after_s": 60},
-    )
-
-
-def placed(fake: FakeKite, order_type: str | None = None) -> list[dict]:
-    return [
-        r
-        for r in fake.orders
-        if r["method"] == "POST"
-        and r["status"] == 200
-        and (order_type is None or r["form"]["order_type"] == order_type)
-    ]
-
-
-def open_long(live: LiveEngine, fake: FakeKite) -> None:
-    wait_until(lambda: live.status()["feed"]["state"] == "connected", 30)
-    fake.push_ticks("INFY", CROSS_UP)
-    wait_until(lambda: live.http.get("/api/positions").json(), 10)
-    # the resting target and stop follow the entry's fill
-    wait_until(lambda: len(placed(fake)) == 3, 10)
 
 
 def test_a_signal_trades_through_kite_and_the_target_cancels_the_stop(tmp_path, fake) -> None:
@@ -107,10 +65,13 @@ def test_a_trailing_stop_moves_the_resting_stop_at_kite(tmp_path, fake) -> None:
     live = start(tmp_path, fake, {"target_ticks": 40, "stop_ticks": 10, "trail_ticks": 5})
     try:
         open_long(live, fake)
-        stop_id = next(
-            line["order_id"]
-            for line in live.lines()
-            if line["action"] == "placed" and line.get("role") == "stop"
+        [stop_id] = wait_until(
+            lambda: [
+                line["order_id"]
+                for line in live.lines()
+                if line["action"] == "placed" and line.get("role") == "stop"
+            ],
+            5,
         )
         fake.push_ticks("INFY", [101.6])
         wait_until(lambda: any(r["method"] == "PUT" for r in fake.orders), 10)
@@ -180,21 +141,34 @@ def test_a_restart_adopts_matching_orders_and_halts_on_a_mismatch(tmp_path, fake
         live.process.kill()
         live.process.wait(10)
 
-    # while OTrade is down the stop fills: the journal's long is gone at the broker
-    fake.push_ticks("INFY", [100.4])
+    # while OTrade is down the trader buys one more in Kite's app: the broker holds 2
+    outside = {
+        "tradingsymbol": "INFY",
+        "exchange": "NSE",
+        "transaction_type": "BUY",
+        "order_type": "MARKET",
+        "quantity": "1",
+        "product": "MIS",
+        "market_protection": "-1",
+    }
+    headers = {"X-Kite-Version": "3", "Authorization": f"token {fake.api_key}:{fake.access_token}"}
+    httpx.post(f"{fake.rest_url}/orders/regular", data=outside, headers=headers).raise_for_status()
     live = start(tmp_path, fake)
     try:
         reconcile = [line for line in live.lines() if line["action"] == "reconcile"][-1]
         assert reconcile["mismatched"] == [
-            {"symbol": "INFY", "journal": ["long", 1], "broker": None}
+            {"symbol": "INFY", "journal": ["long", 1], "broker": ["long", 2]}
         ]
         assert live.status()["halt"] == "reconcile"
-        # the target left behind would open a short: it was cancelled
-        assert [c["type"] for c in reconcile["cancelled"]] == ["limit"]
         assert live.post("/api/control/adopt").status_code == 200
         wait_until(lambda: live.status()["feed"]["state"] == "connected", 30)
         assert live.status()["halt"] is None
-        assert live.http.get("/api/positions").json() == []
+        [position] = live.http.get("/api/positions").json()
+        assert (position["side"], position["qty"]) == ("long", 2)
+        # the adopted position is protected for all of it: fresh legs for 2 replace the old
+        wait_until(lambda: [r["form"]["quantity"] for r in placed(fake, "SL-M")] == ["1", "2"], 10)
+        old_stop = placed(fake, "SL-M")[0]
+        assert any(r["method"] == "DELETE" for r in fake.orders), old_stop
     finally:
         assert live.stop() == 0
 

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from engine.brokers.base import Broker
+from engine.brokers.base import Broker, OrderRequest, OrderState
 from engine.brokers.wire import Wire
 from engine.config_errors import ConfigError
 from engine.feeds.ticks import TickBatch
@@ -80,6 +80,14 @@ class TokenExpired(BrokerError):  # noqa: N818 - named as the brokers name it
 
 class RateLimited(BrokerError):  # noqa: N818
     """HTTP 429 persisted through every retry."""
+
+
+class Dropped(BrokerError):  # noqa: N818
+    """The request lost its reason while it waited for the rate limit: it was never sent."""
+
+
+#: asked once a request may leave (after the rate limit): False drops it unsent
+Guard = Callable[[], bool]
 
 
 def secret(env_name: str, field: str) -> str:
@@ -200,8 +208,13 @@ class RestClient:
         params: Mapping[str, Any] | None = None,
         data: Mapping[str, Any] | None = None,
         json: Any = None,
+        guard: Guard | None = None,
     ) -> httpx.Response:
         """Send one request and return its successful response.
+
+        ``guard``, when given, is asked each time the request may leave (after the token
+        buckets, and again after a 429's back-off): an order that lost its reason meanwhile (a
+        leg whose position closed) is then dropped before it is sent, never after.
 
         Raises
         ------
@@ -210,10 +223,14 @@ class RestClient:
             broker could not be reached.
         RateLimited
             When every attempt got a 429.
+        Dropped
+            When ``guard`` said no; nothing was sent.
         """
         attempt = 0
         while True:
             await acquire(buckets)
+            if guard is not None and not guard():
+                raise Dropped(f"{method} {path}: dropped unsent, no longer wanted")
             send = self.wire.request if method in WIRE_METHODS else self.http.request
             try:
                 response = await send(
@@ -297,6 +314,16 @@ class LiveAdapter(Broker, Protocol):
 
     async def start(self) -> None:
         """Authenticate, resolve the instruments' broker ids and open the order stream."""
+        ...
+
+    async def place(self, order: OrderRequest, guard: Guard | None = None) -> OrderState:
+        """Place ``order`` as :meth:`Broker.place` does; ``guard`` is asked before it leaves
+        (see :meth:`RestClient.request`) and :class:`Dropped` raised when it says no."""
+        ...
+
+    async def day_orders(self, prefix: str) -> list[OrderState]:
+        """Return the day's orders (open or finished) whose tag starts with ``prefix``, and
+        follow the open ones from now on (their updates come on :meth:`Broker.updates`)."""
         ...
 
     async def close(self) -> None:

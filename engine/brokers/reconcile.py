@@ -1,11 +1,14 @@
 """Restart reconciliation: the journal's positions against the broker's, before any trading.
 
-The journal is replayed first (:func:`engine.journal.restore`), then the broker's positions and
-open orders are fetched. A position the same at both is adopted, with the resting target and
-stop OTrade left for it (recognised by the ``OT`` tag prefix); one without them gets new ones.
-OTrade's own orders that protect nothing are cancelled, since a resting order for a position
-that is not there could open one. Anything else (a different position, an order OTrade did not
-place on a traded instrument) is journaled, shown on the page, and stops entries
+The journal is replayed first (:func:`engine.journal.restore`), and the router's brackets with
+it (:func:`engine.brokers.rebuild.rebuild`). Then the broker's view of the day's OTrade orders
+goes through the router as any order update would: what filled while OTrade was down is booked
+at the broker's prices (P&L and loss limits follow the broker), and what finished is settled
+(a filled stop's target is cancelled). Then the broker's positions and open orders are fetched.
+A position the same at both is adopted with its resting target and stop; one without them gets
+new ones. OTrade's own orders that protect nothing are cancelled, since a resting order for a
+position that is not there could open one. Anything else (a different position, an order OTrade
+did not place on a traded instrument) is journaled, shown on the page, and stops entries
 (``PAUSE_RECONCILE``) until the operator acts: ``reconcile`` checks again after they fixed it
 at the broker, ``adopt`` makes the engine take the broker's positions as they are.
 """
@@ -15,7 +18,8 @@ from __future__ import annotations
 import time
 
 from engine.brokers.base import OrderState
-from engine.brokers.router import LEG_REASONS, Router, Track
+from engine.brokers.rebuild import rebuild
+from engine.brokers.router import LEG_REASONS, Router
 from engine.journal import TAG_PREFIX
 from engine.state import PAUSE_RECONCILE
 from kernels import layout
@@ -39,14 +43,32 @@ def _summary(order: OrderState) -> dict:
 async def reconcile(router: Router) -> dict:
     """Compare the broker with the engine; adopt what matches, halt entries on the rest.
 
+    The first call (at start) rebuilds the router's brackets from the journal; every call
+    then books what the broker filled of OTrade's orders that the journal has not (fills while
+    OTrade was down), at the broker's prices, and settles the orders that finished meanwhile.
+
     Returns
     -------
     dict
         ``matched`` symbols, ``mismatched`` positions (journal vs broker), ``foreign_orders``,
-        ``cancelled`` stray orders of OTrade's, ``unconfigured`` broker positions, and
-        ``clean``: whether entries may run.
+        ``cancelled`` stray orders of OTrade's, ``unconfigured`` broker positions, ``booked``
+        fills of orders that filled while OTrade was down, and ``clean``: whether entries may
+        run.
     """
     state, adapter = router.state, router.adapter
+    back = set() if router.rebuilt else rebuild(router, router.journal.path)
+    router.rebuilt = True
+    realized = state.account(layout.A_REALIZED)
+    trades = int(state.book[: state.n, layout.I_TRADES].sum())
+    seen = set()
+    for order in await adapter.day_orders(TAG_PREFIX):
+        seen.add(order.tag)
+        router.on_order(order)
+    for tag in back - seen:
+        track = router.by_tag.get(tag)
+        if track is not None:
+            router.drop(track, "not at the broker: it never reached it")
+    stale = router.cancel_stale()
     broker_positions = await adapter.positions()
     open_orders = await adapter.open_orders()
     held = state.positions()
@@ -54,8 +76,12 @@ async def reconcile(router: Router) -> dict:
         "matched": [],
         "mismatched": [],
         "foreign_orders": [],
-        "cancelled": [],
+        "cancelled": stale,
         "unconfigured": sorted(set(broker_positions) - set(state.index)),
+        "booked": {
+            "trades": int(state.book[: state.n, layout.I_TRADES].sum()) - trades,
+            "realized_pnl": state.account(layout.A_REALIZED) - realized,
+        },
     }
     for symbol in state.symbols:
         mine, theirs = _held(held.get(symbol)), _held(broker_positions.get(symbol))
@@ -64,7 +90,7 @@ async def reconcile(router: Router) -> dict:
         elif mine is not None:
             report["matched"].append(symbol)
     for order in open_orders:
-        if order.symbol not in state.index:
+        if order.symbol not in state.index or order.tag in router.by_tag:
             continue
         if not (order.tag or "").startswith(TAG_PREFIX):
             report["foreign_orders"].append(_summary(order))
@@ -72,9 +98,11 @@ async def reconcile(router: Router) -> dict:
             await adapter.cancel(order.order_id)
             report["cancelled"].append(_summary(order))
     for symbol in report["matched"]:
-        await router.protect(state.index[symbol])
+        await router.protect(router.hold(state.index[symbol]))
     report["clean"] = not (report["mismatched"] or report["foreign_orders"])
     state.set_pause(PAUSE_RECONCILE, not report["clean"])
+    for i in range(state.n):
+        router.refresh(i)
     router.journal.line("broker", "reconcile", **report)
     router.publish({"type": "reconcile", **report})
     return report
@@ -87,18 +115,18 @@ def _adopt_leg(router: Router, order: OrderState, held: dict) -> bool:
         return False
     closing = "sell" if position["side"] == "long" else "buy"
     i = router.state.index[order.symbol]
-    if order.side != closing or order.qty != position["qty"] or role in router.legs[i]:
+    bracket = router.current[router.hold(i)]
+    if order.side != closing or order.qty != position["qty"] or role in bracket.legs:
         return False
-    leg = Track(
-        tag=order.tag or "",
-        role=role,
-        i=i,
-        side=layout.SHORT if closing == "sell" else layout.LONG,
-        qty=order.qty,
-        reason=LEG_REASONS[role],
-        order_id=order.order_id,
-    )
-    router.by_tag[leg.tag] = router.by_id[order.order_id] = router.legs[i][role] = leg
+    side = layout.SHORT if closing == "sell" else layout.LONG
+    price = order.limit_price if role == "target" else order.stop_price
+    leg = router.track(
+        order.tag or "", role, i, side, order.qty, LEG_REASONS[role], bracket.key, order.type,
+        price,
+    )  # fmt: skip
+    leg.order_id, leg.status = order.order_id, "working"
+    router.by_id[order.order_id] = bracket.legs[role] = leg
+    router.record("adopted", leg, status=order.status)
     return True
 
 

@@ -6,64 +6,62 @@ follows it. The router sends each intent as a market order tagged with its journ
 books what the broker reports filled through the ``broker_fill`` kernel, so positions, P&L and
 risk limits follow the broker's prices, not the intent's.
 
-Brackets are kept by the engine as one-cancels-other pairs of ordinary orders: once an entry
-has filled, a stop (Kite ``SL-M``, ProjectX type 4) and a target limit rest at the broker for
-the filled quantity; the first to fill cancels the other, and a trailed or breakeven stop is a
-modify of the resting stop. The same two orders work at all three brokers, they protect the
-position while OTrade is down, and a trail is one modify. Kite's two-leg GTT was not used: GTTs
-do not take the intraday ``MIS`` product, and a triggered GTT places a fresh order rather than
-moving one. ProjectX's ``stopLossBracket`` is fixed at the entry, so it cannot trail.
+Each position is one :class:`~engine.brokers.brackets.Bracket`: entry -> working legs -> exit
+-> done. Once its entry has filled, a stop (Kite ``SL-M``, ProjectX type 4) and a target limit
+rest at the broker for the filled quantity; the first to fill cancels the other, and a trailed
+or breakeven stop is a modify of the resting stop. The same two orders work at all three
+brokers, they protect the position while OTrade is down, and a trail is one modify. Kite's
+two-leg GTT was not used: GTTs do not take the intraday ``MIS`` product, and a triggered GTT
+places a fresh order rather than moving one. ProjectX's ``stopLossBracket`` is fixed at the
+entry, so it cannot trail.
 
-Failures never reach the loop: a refused entry clears the pending mark and is journaled with
-the broker's message; an exit that cannot be placed is retried (after the token is renewed,
-when it expired) as long as the position is open; every broker error is journaled and pushed to
-the page as an ``alert``.
+When something goes wrong the position is never left without its stop:
+
+- a stop leg the broker refuses or rejects (a trigger already through the price, say), or a
+  trail it will not take, closes the position at market at once (reason ``stop``), journaled
+  with the broker's message; the kernels do the same when the price goes through the stop while
+  no stop rests (``I_STOP_RESTING``), e.g. before the legs are placed;
+- a leg whose position is gone is cancelled, and the cancel is retried (after a token renewal,
+  after a 429 or a 5xx) until the broker reports the leg final; a leg still queued behind the
+  client-side rate limit when its position closes is dropped before it is sent;
+- a leftover leg that fills anyway (``orphan``) is booked, since the broker holds what it
+  opened, and closed at market at once (reason ``orphan``);
+- an exit that cannot be placed is retried while the position is open; a refused entry clears
+  the pending mark; every broker error is journaled and pushed to the page as an ``alert``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any
 
-from engine.brokers.base import OrderRequest, OrderState
-from engine.brokers.live_base import BrokerError, LiveAdapter, TokenExpired
+from engine.brokers.base import OrderError, OrderRequest, OrderState
+from engine.brokers.brackets import GRACE_S, Bracket, Track
+from engine.brokers.live_base import BrokerError, Dropped, LiveAdapter, RateLimited, TokenExpired
 from engine.core import Engine
 from engine.journal import TAG_PREFIX, Journal, base36
 from engine.state import PAUSE_BROKER
 from kernels import layout
 
-#: seconds between attempts to renew an expired token, and to resend a failed exit
+#: seconds between attempts to renew an expired token, to resend a failed exit or cancel
 RETRY_S = 1.0
+#: seconds an exit waits for its position's legs to be cancelled before it is sent anyway
+CANCEL_WAIT_S = 2.0
+#: seconds between the watchdog's checks of every position's protection
+WATCH_S = 0.5
 #: exit reasons of the resting legs
 LEG_REASONS = {"target": layout.R_TARGET, "stop": layout.R_STOP}
-
-
-@dataclass(slots=True)
-class Track:
-    """What the router knows of one order it sent (or adopted)."""
-
-    tag: str
-    #: ``entry``, ``exit``, ``target`` or ``stop``
-    role: str
-    i: int
-    side: int
-    qty: int
-    #: exit reason booked with its fills (``layout.R_*``)
-    reason: int
-    order_id: str | None = None
-    filled: int = 0
-    #: sum of price * units filled so far, to price each new fill from the average
-    paid: float = 0.0
-    final: bool = False
-    #: the router cancelled it (OCO or before an exit), so its cancel is no surprise
-    cancelling: bool = False
+#: order types of the resting legs
+LEG_TYPES = {"target": "limit", "stop": "stop"}
+#: halts under which an entry that filled anyway is closed at once
+HALTS = layout.GATE_REASONS[1:4]
 
 
 class Router:
-    """Send the kernels' intents to a live broker and book its fills.
+    """Send the kernels' intents to a live broker, keep each position's bracket, book fills.
 
     Parameters
     ----------
@@ -89,16 +87,22 @@ class Router:
         self.adapter = adapter
         self.journal = journal
         self.publish = publish
+        #: orders not yet final, by tag and by broker id
         self.by_tag: dict[str, Track] = {}
         self.by_id: dict[str, Track] = {}
-        #: resting target and stop per instrument row
-        self.legs: list[dict[str, Track]] = [{} for _ in range(self.state.n)]
+        #: each instrument row's current bracket, and every bracket with live orders by key
+        self.current: list[Bracket | None] = [None] * self.state.n
+        self.brackets: dict[str, Bracket] = {}
         #: the stop price each row's resting stop should have (trail), and rows being modified
         self.wanted_stop: dict[int, float] = {}
         self._moving: set[int] = set()
         self.expired = False
+        #: set by :func:`engine.brokers.reconcile.reconcile` once the journal's orders are back
+        self.rebuilt = False
         self._tasks: set[asyncio.Task] = set()
-        self._legs_placed = 0
+        self._made = 0
+        self._renewed = asyncio.Event()
+        self._renewed.set()
 
     # -- from the kernels -----------------------------------------------------------------------
 
@@ -111,152 +115,295 @@ class Router:
             elif kind == "stop_moved":
                 i = self.state.index[record["symbol"]]
                 self.wanted_stop[i] = record["stop"]
-                if i not in self._moving and "stop" in self.legs[i]:
+                if i not in self._moving:
                     self._spawn(self._move_stop(i))
 
     def _intent(self, record: dict) -> None:
         i = self.state.index[record["symbol"]]
         side = layout.LONG if record["side"] == "buy" else layout.SHORT
-        entry = record["reason"] == "entry"
-        track = Track(
-            tag=self.journal.tag(record["seq"]),
-            role="entry" if entry else "exit",
-            i=i,
-            side=side,
-            qty=record["qty"],
-            reason=layout.R_NONE if entry else layout.EXIT_REASONS.index(record["reason"]),
+        tag = self.journal.tag(record["seq"])
+        if record["reason"] == "entry":
+            bracket = self.start_bracket(i, tag)
+            bracket.entry = self.track(tag, "entry", i, side, record["qty"], layout.R_NONE, tag)
+            self._spawn(self._send(bracket.entry))
+            return
+        bracket = self.current[i] or self.start_bracket(i, tag, "open")
+        if bracket.exiting():
+            return  # one exit per position: the one on its way closes all of it
+        reason = layout.EXIT_REASONS.index(record["reason"])
+        bracket.phase = "exiting"
+        bracket.exit = self.track(tag, "exit", i, side, record["qty"], reason, bracket.key)
+        self.refresh(i)
+        self._spawn(self._exit(bracket))
+
+    # -- brackets and tracks --------------------------------------------------------------------
+
+    def start_bracket(self, i: int, key: str, phase: str = "entering") -> Bracket:
+        """Make ``key`` row ``i``'s current bracket; the one before it is retired."""
+        self._retire(i)
+        bracket = self.current[i] = self.brackets[key] = Bracket(key, i, phase)
+        return bracket
+
+    def track(
+        self,
+        tag: str,
+        role: str,
+        i: int,
+        side: int,
+        qty: int,
+        reason: int,
+        key: str,
+        order_type: str = "market",
+        price: float | None = None,
+    ) -> Track:
+        """Register and return a new order of position ``key``."""
+        track = Track(tag, role, i, side, int(qty), reason, key, order_type, price)
+        self.by_tag[tag] = track
+        return track
+
+    def _new_tag(self) -> str:
+        self._made += 1
+        # upper case: the intents' base-36 tags are lower case, so never the same
+        return f"{TAG_PREFIX}{self.journal.run_id}L{base36(self._made)}"
+
+    def _retire(self, i: int) -> None:
+        old = self.current[i]
+        if old is None:
+            return
+        self.current[i] = None
+        old.phase, old.retired_at = "done", time.monotonic()
+        for leg in list(old.legs.values()):
+            self._cancel_later(leg)
+        self._forget(old)
+
+    def hold(self, i: int) -> int:
+        """Give row ``i``'s held position a current bracket if it has none; return ``i``."""
+        if self.current[i] is None and self.held(i)[0] != layout.FLAT:
+            self.start_bracket(i, self._new_tag(), "open")
+        return i
+
+    def cancel_stale(self) -> list[dict]:
+        """Retire the brackets of flat rows and cancel every leg of a retired bracket.
+
+        Returns
+        -------
+        list of dict
+            The legs being cancelled, as :meth:`Track.view` shows them.
+        """
+        for i, bracket in enumerate(self.current):
+            if bracket is not None and bracket.phase != "entering" and not self.held(i)[1]:
+                self._retire(i)
+        stale = []
+        for bracket in list(self.brackets.values()):
+            if bracket is self.current[bracket.i]:
+                continue
+            for leg in bracket.legs.values():
+                if not leg.final:
+                    stale.append({**leg.view(), "symbol": self.state.symbols[leg.i]})
+                    self._cancel_later(leg)
+        return stale
+
+    def drop(self, track: Track, reason: str) -> None:
+        """Give up ``track`` as never placed (the broker does not know it)."""
+        self._finish(track, "dropped", reason)
+
+    def _forget(self, bracket: Bracket) -> None:
+        if bracket is not self.current[bracket.i] and all(t.final for t in bracket.tracks()):
+            self.brackets.pop(bracket.key, None)
+
+    def held(self, i: int) -> tuple[int, int]:
+        """Return row ``i``'s side and units as the engine (and so the broker) holds them."""
+        book = self.state.book
+        return int(book[i, layout.I_SIDE]), int(book[i, layout.I_QTY])
+
+    def _wanted(self, track: Track) -> bool:
+        bracket = self.brackets.get(track.key)
+        if track.cancelling or bracket is None or bracket is not self.current[track.i]:
+            return False
+        side, _ = self.held(track.i)
+        if track.role == "entry":
+            return bracket.phase == "entering" and self.state.halt_reason() not in HALTS
+        if track.role == "exit":
+            return side != layout.FLAT and bracket.exit is track
+        return (
+            side == -track.side
+            and bracket.phase == "open"
+            and bracket.legs.get(track.role) is track
         )
-        self.by_tag[track.tag] = track
-        self._spawn(self._send(track) if entry else self._exit(track))
+
+    def refresh(self, i: int) -> str:
+        """Set row ``i``'s pending mark and stop flag from its bracket; return its protection."""
+        book, bracket = self.state.book, self.current[i]
+        _, qty = self.held(i)
+        pending = 0
+        if bracket is not None and bracket.exiting():
+            pending = layout.PENDING_EXIT
+        elif bracket is not None and bracket.entry is not None and not bracket.entry.final:
+            pending = bracket.entry.side
+        book[i, layout.I_PENDING] = pending
+        resting = bracket is not None and bracket.stop_resting(qty)
+        book[i, layout.I_STOP_RESTING] = 1.0 if resting else 0.0
+        if bracket is None:
+            return "unprotected" if qty else "flat"
+        return bracket.note(qty)
 
     # -- sending --------------------------------------------------------------------------------
 
-    def _request(self, track: Track, type_: str = "market", price: float | None = None):
-        return OrderRequest(
+    async def _send(self, track: Track) -> None:
+        request = OrderRequest(
             symbol=self.state.symbols[track.i],
             side="buy" if track.side == layout.LONG else "sell",
             qty=track.qty,
-            type=type_,  # type: ignore[arg-type]
-            limit_price=price if type_ == "limit" else None,
-            stop_price=price if type_ == "stop" else None,
+            type=track.order_type,  # type: ignore[arg-type]
+            limit_price=track.price if track.order_type == "limit" else None,
+            stop_price=track.price if track.order_type == "stop" else None,
             tag=track.tag,
         )
-
-    async def _send(self, track: Track, type_: str = "market", price: float | None = None) -> bool:
-        """Place ``track``'s order; return whether the broker took it (even if it rejected)."""
-        request = self._request(track, type_, price)
+        # journaled before it leaves: a restart finds it at the broker by its tag even when
+        # OTrade died before the broker's answer
+        self.record("sending", track)
         try:
-            order = await self.adapter.place(request)
+            order = await self.adapter.place(request, guard=lambda: self._wanted(track))
+        except Dropped:
+            self._finish(track, "dropped", "no longer wanted when the rate limit let it go")
         except TokenExpired as error:
             if not self.expired:  # the adapter has usually said so already
                 self.alert("token_expired", error.message)
-            self._give_up(track, f"token expired: {error.message}")
-            return False
+            self._finish(track, "dropped", f"token expired: {error.message}", retry=True)
         except BrokerError as error:
             self.alert("broker_error", f"{track.role} {request.symbol}: {error.message}")
-            self._give_up(track, error.message)
-            return False
-        self._placed(track, order)
-        return True
+            transient = isinstance(error, RateLimited) or not 400 <= error.status < 500
+            status = "dropped" if transient or track.role == "entry" else "rejected"
+            self._finish(track, status, error.message, retry=transient)
+        else:
+            self._placed(track, order)
 
     def _placed(self, track: Track, order: OrderState) -> None:
         track.order_id = order.order_id
         self.by_id[order.order_id] = track
+        self.record("placed", track, status=order.status)
+        self.on_order(order)
+        if not track.final and not self._wanted(track) and track.role != "entry":
+            # its position closed while the placement was on its way
+            self._cancel_later(track, force=True)
+
+    def record(self, action: str, track: Track, **fields) -> None:
+        """Journal an ``order`` line of ``track`` (``sending``, ``placed``, ``adopted``)."""
         self.journal.line(
             "order",
-            "placed",
+            action,
             tag=track.tag,
-            order_id=order.order_id,
+            order_id=track.order_id,
             role=track.role,
+            position=track.key,
             symbol=self.state.symbols[track.i],
-            side=order.side,
-            qty=order.qty,
-            order_type=order.type,
-            limit_price=order.limit_price,
-            stop_price=order.stop_price,
-            status=order.status,
+            side="buy" if track.side == layout.LONG else "sell",
+            qty=track.qty,
+            order_type=track.order_type,
+            limit_price=track.price if track.order_type == "limit" else None,
+            stop_price=track.price if track.order_type == "stop" else None,
+            reason=layout.EXIT_REASONS[track.reason],
+            **fields,
         )
-        self.on_order(order)
 
-    def _give_up(self, track: Track, message: str) -> None:
-        """An order that never reached the broker: entries are dropped, the rest retried."""
-        symbol = self.state.symbols[track.i]
-        if track.role == "entry":
-            track.final = True
-            self.state.book[track.i, layout.I_PENDING] = 0
-            self.journal.line("order", "dropped", tag=track.tag, symbol=symbol, reason=message)
-            return
-        if self.legs[track.i].get(track.role) is track:
-            # never placed: protect() places a fresh one in its stead
-            del self.legs[track.i][track.role]
-            self.by_tag.pop(track.tag, None)
-        self._spawn(self._retry(track))
+    async def _exit(self, bracket: Bracket) -> None:
+        """Close ``bracket``'s position: cancel its legs, then sell (buy) at market, until flat."""
+        i = bracket.i
+        while self.current[i] is bracket:
+            side, qty = self.held(i)
+            if side == layout.FLAT:
+                break
+            track = bracket.exit
+            if track is None or track.final:
+                await self._pause()
+                side, qty = self.held(i)
+                if side == layout.FLAT or self.current[i] is not bracket:
+                    break
+                reason = track.reason if track is not None else layout.R_MANUAL
+                tag = self._new_tag()
+                bracket.exit = track = self.track(tag, "exit", i, -side, qty, reason, bracket.key)
+            legs = list(bracket.legs.values())
+            if bracket.entry is not None and not bracket.entry.final:
+                legs.append(bracket.entry)  # what it has not filled yet is not wanted
+            for leg in legs:
+                self._cancel_later(leg)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CANCEL_WAIT_S):
+                    for leg in legs:
+                        await leg.settled.wait()
+            side, qty = self.held(i)
+            if side == layout.FLAT:  # a leg filled first: nothing left to close
+                self._finish(track, "dropped", "the position closed before the exit left")
+                break
+            track.qty, track.side = qty, -side
+            await self._send(track)
+            await track.settled.wait()
+        if self.current[i] is bracket and self.held(i)[0] == layout.FLAT:
+            self._retire(i)
+        self.refresh(i)
 
-    async def _retry(self, track: Track) -> None:
-        while self.expired:
-            await asyncio.sleep(RETRY_S)
+    async def _pause(self) -> None:
         await asyncio.sleep(RETRY_S)
-        if self.state.book[track.i, layout.I_SIDE] == layout.FLAT:
-            self.state.book[track.i, layout.I_PENDING] = 0
-            return
-        if track.role == "exit":
-            track.qty = int(self.state.book[track.i, layout.I_QTY])
-            await self._exit(track)
-        else:
-            await self.protect(track.i)
+        await self._renewed.wait()
 
-    async def _exit(self, track: Track) -> None:
-        legs = self.legs[track.i]
-        await asyncio.gather(*(self._cancel(leg) for leg in list(legs.values())))
-        book = self.state.book
-        if book[track.i, layout.I_SIDE] == layout.FLAT:
-            # a resting leg filled first: nothing left to close
-            book[track.i, layout.I_PENDING] = 0
-            return
-        track.qty = int(book[track.i, layout.I_QTY])
-        await self._send(track)
-
-    async def _cancel(self, track: Track) -> None:
-        if track.final or track.order_id is None:
+    def _cancel_later(self, track: Track, force: bool = False) -> None:
+        """Have ``track`` cancelled, retrying until the broker reports it final."""
+        if track.final or (track.cancelling and not force):
             return
         track.cancelling = True
-        try:
-            order = await self.adapter.cancel(track.order_id)
-        except BrokerError as error:
-            # already filled or gone: the update stream tells which
-            self.alert("broker_error", f"cancel {track.role} {track.tag}: {error.message}")
-            return
-        self.on_order(order)
+        self.refresh(track.i)
+        if track.order_id is not None:  # else _placed cancels it, or the guard drops it
+            self._spawn(self._cancel(track))
+
+    async def _cancel(self, track: Track) -> None:
+        alerted = False
+        while not track.final:
+            try:
+                order = await self.adapter.cancel(track.order_id or "")
+            except OrderError:
+                return  # not open any more: its final state is on the update stream
+            except TokenExpired:
+                await self._renewed.wait()
+                continue
+            except BrokerError as error:
+                if not alerted:
+                    self.alert("broker_error", f"cancel {track.role} {track.tag}: {error.message}")
+                    alerted = True
+                await asyncio.sleep(RETRY_S)
+                continue
+            self.on_order(order)
+            if not track.final:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(RETRY_S):
+                        await track.settled.wait()
 
     async def protect(self, i: int) -> None:
-        """Place the resting target and stop of row ``i``'s position at its bracket levels."""
-        book = self.state.book
-        side = int(book[i, layout.I_SIDE])
-        if side == layout.FLAT or book[i, layout.I_STOP_KIND] == layout.R_NONE:
+        """Place the missing stop and target of row ``i``'s position at its bracket levels."""
+        book, bracket = self.state.book, self.current[i]
+        side, qty = self.held(i)
+        if bracket is None or bracket.phase != "open" or side == layout.FLAT:
+            return
+        if book[i, layout.I_STOP_KIND] == layout.R_NONE:
             return
         tick = book[i, layout.I_TICK_SIZE]
-        qty = int(book[i, layout.I_QTY])
-        prices = {
-            "target": float(round(book[i, layout.I_TARGET]) * tick),
-            "stop": float(round(book[i, layout.I_STOP]) * tick),
-        }
+        levels = {"target": book[i, layout.I_TARGET], "stop": book[i, layout.I_STOP]}
         sends = []
-        for role, type_ in (("target", "limit"), ("stop", "stop")):
-            if role in self.legs[i] and not self.legs[i][role].final:
+        for role in ("stop", "target"):
+            leg = bracket.legs.get(role)
+            if leg is not None and (leg.qty, leg.side) != (qty, -side):
+                # the position changed under it (an adopt, a partial fill): replace it
+                self._cancel_later(leg)
+                del bracket.legs[role]
+            elif (leg is not None and not leg.cancelling) or levels[role] <= 0:
                 continue
-            self._legs_placed += 1
-            leg = Track(
-                # upper case: the intents' base-36 tags are lower case, so never the same
-                tag=f"{TAG_PREFIX}{self.journal.run_id}L{base36(self._legs_placed)}",
-                role=role,
-                i=i,
-                side=-side,
-                qty=qty,
-                reason=LEG_REASONS[role],
-            )
-            self.by_tag[leg.tag] = leg
-            self.legs[i][role] = leg
-            sends.append(self._send(leg, type_, prices[role]))
+            price = float(round(levels[role]) * tick)
+            leg = self.track(
+                self._new_tag(), role, i, -side, qty, LEG_REASONS[role], bracket.key,
+                LEG_TYPES[role], price,
+            )  # fmt: skip
+            bracket.legs[role] = leg
+            sends.append(self._send(leg))
+        self.refresh(i)
         await asyncio.gather(*sends)
 
     async def _move_stop(self, i: int) -> None:
@@ -264,36 +411,61 @@ class Router:
         try:
             sent = None
             while (stop := self.wanted_stop.get(i)) != sent:
-                leg = self.legs[i].get("stop")
-                if leg is None or leg.final or leg.order_id is None:
+                bracket = self.current[i]
+                leg = bracket.legs.get("stop") if bracket is not None else None
+                if leg is None or not leg.resting or leg.order_id is None:
                     return
                 try:
                     order = await self.adapter.modify(leg.order_id, stop_price=stop)
+                except OrderError:
+                    return  # filled or gone meanwhile: the update stream says which
+                except TokenExpired:
+                    await self._renewed.wait()
+                    continue
                 except BrokerError as error:
                     self.alert("broker_error", f"move stop {leg.tag}: {error.message}")
+                    if 400 <= error.status < 500:
+                        # refused: the new stop is through the price; close as the stop would
+                        self.close_position(
+                            i, int(self.state.book[i, layout.I_STOP_KIND]), error.message
+                        )
                     return
-                sent = stop
+                sent = leg.price = stop
                 self.journal.line("order", "modified", tag=leg.tag, stop_price=stop)
                 self.on_order(order)
         finally:
             self._moving.discard(i)
 
+    def close_position(self, i: int, reason: int, message: str) -> None:
+        """Close row ``i``'s position at market at once with exit ``reason``, saying why."""
+        symbol = self.state.symbols[i]
+        self.journal.line("broker", "close", symbol=symbol, reason=layout.EXIT_REASONS[reason],
+                          message=message)  # fmt: skip
+        self.publish({"type": "alert", "code": "close", "message": f"{symbol}: {message}"})
+        self.refresh(i)  # the pending mark of a retired bracket's exit must not hold this one
+        self.engine.close(i, reason)
+
     # -- from the broker ------------------------------------------------------------------------
 
     async def follow(self) -> None:
-        """Book every order update of the broker's stream until cancelled."""
-        async for update in self.adapter.updates():
-            try:
-                self.on_order(update.order)
-            except Exception as error:  # noqa: BLE001 - a bad update must not stop the stream
-                self.alert("broker_error", f"order update {update.order.order_id}: {error}")
+        """Book every order update of the broker's stream, and watch every position's
+        protection, until cancelled."""
+        watchdog = asyncio.get_running_loop().create_task(self._watch())
+        try:
+            async for update in self.adapter.updates():
+                try:
+                    self.on_order(update.order)
+                except Exception as error:  # noqa: BLE001 - a bad update must not stop the stream
+                    self.alert("broker_error", f"order update {update.order.order_id}: {error}")
+        finally:
+            watchdog.cancel()
 
     def on_order(self, order: OrderState) -> None:
         """Book what ``order`` filled since last seen; settle it when it is final."""
         track = self.by_tag.get(order.tag or "") or self.by_id.get(order.order_id)
         if track is None or track.final:
-            return
-        if track.order_id is None:
+            return  # not ours, or a late repeat of an update already settled
+        if track.order_id is None and order.order_id:
             track.order_id = order.order_id
             self.by_id[order.order_id] = track
         new = order.filled_qty - track.filled
@@ -303,62 +475,141 @@ class Router:
             track.filled, track.paid = order.filled_qty, total
             self._book_fill(track, new, price, order.fill_ts or time.time_ns())
         if order.status in ("filled", "cancelled", "rejected"):
-            track.final = True
-            # forget it: a late repeat of its last update then finds nothing to book
-            self.by_tag.pop(track.tag, None)
-            self.by_id.pop(order.order_id, None)
-            self._settle(track, order)
+            self._finish(track, order.status, order.reason)
+        elif order.status == "working" and track.status == "sending":
+            track.status = "working"
+            self.refresh(track.i)
+            wanted = self.wanted_stop.get(track.i)
+            if track.role == "stop" and wanted not in (None, track.price):
+                self._spawn(self._move_stop(track.i))  # the trail moved while it was placed
 
     def _book_fill(self, track: Track, qty: int, price: float, ts: int) -> None:
+        i = track.i
+        bracket = self.brackets.get(track.key)
+        side, _ = self.held(i)
+        mine = track.role == "entry" or (
+            bracket is not None and bracket is self.current[i] and side == -track.side
+        )
         reason = track.reason
         if track.role == "stop":
-            reason = int(self.state.book[track.i, layout.I_STOP_KIND]) or layout.R_STOP
-        self.engine.broker_fill(
-            track.i, track.side, qty, price, reason, ts, tag=track.tag, order_id=track.order_id
-        )
-
-    def _settle(self, track: Track, order: OrderState) -> None:
-        i, book = track.i, self.state.book
+            reason = int(self.state.book[i, layout.I_STOP_KIND]) or layout.R_STOP
+        if not mine:
+            reason = layout.R_ORPHAN
+        note = {"tag": track.tag, "order_id": track.order_id}
+        self.engine.broker_fill(i, track.side, qty, price, reason, ts, **note)
+        if mine:
+            return
         symbol = self.state.symbols[i]
-        if order.status != "filled" and not track.cancelling:
-            message = order.reason or order.status
-            self.journal.line("order", order.status, tag=track.tag, symbol=symbol, reason=message)
-            self.alert("broker_error", f"{track.role} {symbol} {order.status}: {message}")
-        if track.role in ("entry", "exit"):
-            book[i, layout.I_PENDING] = 0
-        if track.role == "entry" and track.filled:
-            if self.state.halt_reason() in layout.GATE_REASONS[1:4]:
-                # halted while the entry was on its way: close what it opened
-                self.engine.flatten(symbol)
-            else:
+        self.alert("orphan_fill", f"{symbol}: {track.role} {track.tag} of a closed position "
+                   f"filled {qty} at {price:g}; closing what it opened")  # fmt: skip
+        after, _ = self.held(i)
+        if after == layout.FLAT:
+            self._retire(i)
+        else:
+            self.start_bracket(i, track.tag, "open")
+            self.close_position(i, layout.R_ORPHAN, f"{track.tag} filled after its position closed")
+
+    def _finish(self, track: Track, status: str, reason: str | None, retry: bool = False) -> None:
+        if track.final:
+            return
+        track.status = status
+        track.settled.set()
+        self.by_tag.pop(track.tag, None)
+        if track.order_id is not None:
+            self.by_id.pop(track.order_id, None)
+        symbol = self.state.symbols[track.i]
+        self.journal.line("order", status, tag=track.tag, order_id=track.order_id,
+                          role=track.role, position=track.key, symbol=symbol,
+                          filled_qty=track.filled, reason=reason)  # fmt: skip
+        if status in ("cancelled", "rejected") and not track.cancelling:
+            self.alert("broker_error", f"{track.role} {symbol} {status}: {reason or status}")
+        self._settle(track, status, reason or status, retry)
+
+    def _settle(self, track: Track, status: str, reason: str, retry: bool) -> None:
+        i, bracket = track.i, self.brackets.get(track.key)
+        current = bracket is not None and bracket is self.current[i]
+        side, _ = self.held(i)
+        if current and track.role == "entry":
+            if track.filled and self.state.halt_reason() in HALTS:
+                self.engine.flatten(self.state.symbols[i])  # halted while it was on its way
+            elif track.filled and bracket.phase == "entering":
+                bracket.phase = "open"
                 self._spawn(self.protect(i))
-        elif track.role == "exit" and book[i, layout.I_SIDE] != layout.FLAT:
-            self._spawn(self._retry(track))
-        elif track.role in LEG_REASONS:
-            legs = self.legs[i]
-            if legs.get(track.role) is track:
-                del legs[track.role]
-            if order.status == "filled":
-                for other in list(legs.values()):
-                    self._spawn(self._cancel(other))
-            elif not track.cancelling and book[i, layout.I_SIDE] != layout.FLAT:
-                # a protective order vanished under an open position: put it back
-                self._spawn(self._retry(track))
+            elif side == layout.FLAT:
+                self._retire(i)
+        elif track.role in LEG_TYPES and bracket is not None:
+            if bracket.legs.get(track.role) is track:
+                del bracket.legs[track.role]
+            open_ = current and bracket.phase == "open" and side != layout.FLAT
+            if status == "filled":
+                for other in list(bracket.legs.values()):
+                    self._cancel_later(other)
+                if current and side == layout.FLAT:
+                    self._retire(i)
+                elif open_:
+                    self._spawn(self.protect(i))
+            elif open_ and not track.cancelling and track.role == "stop" and not retry:
+                # a refused or rejected stop: nothing protects the position but closing it
+                self.close_position(i, layout.R_STOP, f"stop {status}: {reason}")
+            elif open_ and not track.cancelling and (retry or status == "cancelled"):
+                # never placed, or cancelled by someone else: put it back
+                self._spawn(self._later(self.protect(i)) if retry else self.protect(i))
+        if bracket is not None:
+            self._forget(bracket)
+        self.refresh(i)
+
+    async def _later(self, work: Coroutine[Any, Any, Any]) -> None:
+        await self._pause()
+        await work
+
+    # -- invariants -----------------------------------------------------------------------------
+
+    def violations(self, grace_s: float = GRACE_S) -> list[str]:
+        """Return what breaks the bracket invariants now (after ``grace_s`` of leeway)."""
+        now, out = time.monotonic(), []
+        for i, symbol in enumerate(self.state.symbols):
+            side, qty = self.held(i)
+            bracket = self.current[i]
+            since = now if bracket is None else bracket.unprotected_since
+            state = self.refresh(i)
+            late = since is not None and (bracket is None or now - since >= grace_s)
+            if side != layout.FLAT and state == "unprotected" and late:
+                out.append(f"{symbol}: {qty} held with no stop resting for {now - since:.1f} s")
+        for bracket in self.brackets.values():
+            if bracket.retired_at is None or now - bracket.retired_at < grace_s:
+                continue
+            for leg in bracket.legs.values():
+                if not leg.final:
+                    out.append(f"{self.state.symbols[bracket.i]}: {leg.role} {leg.tag} of a "
+                               f"closed position is still {leg.status}")  # fmt: skip
+        return out
+
+    async def _watch(self) -> None:
+        alerted: set[str] = set()
+        while True:
+            await asyncio.sleep(WATCH_S)
+            for i in range(self.state.n):
+                bracket = self.current[i]
+                if bracket is not None and self.refresh(i) == "unprotected" and not self.expired:
+                    self._spawn(self.protect(i))  # places only what is missing
+            found = set(self.violations())
+            for message in sorted(found - alerted):
+                self.alert("unprotected", message)
+            alerted = found
+
+    def legs_view(self, symbol: str) -> dict:
+        """Return ``symbol``'s protection state and its resting legs, for the page and API."""
+        i = self.state.index[symbol]
+        bracket = self.current[i]
+        legs = [] if bracket is None else [leg.view() for leg in bracket.legs.values()]
+        return {"protection": self.refresh(i), "legs": legs}
 
     def working(self) -> list[dict]:
         """Return the orders sent and not yet final, oldest first."""
         return [
-            {
-                "tag": track.tag,
-                "order_id": track.order_id,
-                "role": track.role,
-                "symbol": self.state.symbols[track.i],
-                "side": "buy" if track.side == layout.LONG else "sell",
-                "qty": track.qty,
-                "filled_qty": track.filled,
-            }
+            {**track.view(), "symbol": self.state.symbols[track.i]}
             for track in self.by_tag.values()
-            if not track.final
+            if track.status != "sending" or track.order_id is not None
         ]
 
     # -- token and alerts -----------------------------------------------------------------------
@@ -369,10 +620,12 @@ class Router:
         self.publish({"type": "alert", "code": code, "message": message})
         if code == "token_expired" and not self.expired:
             self.expired = True
+            self._renewed.clear()
             self.state.set_pause(PAUSE_BROKER, True)
             self._spawn(self._renew())
         elif code == "token_renewed" and self.expired:
             self.expired = False
+            self._renewed.set()
             self.state.set_pause(PAUSE_BROKER, False)
 
     async def _renew(self) -> None:

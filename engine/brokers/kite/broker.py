@@ -38,6 +38,8 @@ from engine.brokers.live_base import (
     Alert,
     BrokerError,
     Deliver,
+    Dropped,
+    Guard,
     MarketFeed,
     RateLimited,
     RestClient,
@@ -165,7 +167,7 @@ class KiteBroker:
 
     # -- orders ----------------------------------------------------------------------------------
 
-    async def place(self, order: OrderRequest) -> OrderState:
+    async def place(self, order: OrderRequest, guard: Guard | None = None) -> OrderState:
         """Place ``order`` on the ``regular`` variety; see the adapter contract.
 
         Raises
@@ -186,8 +188,10 @@ class KiteBroker:
         )
         self._watch.expect(order)
         try:
-            response = await self._send("POST", "/orders/regular", self._order_limits, data=form)
-        except (TokenExpired, RateLimited):
+            response = await self._send(
+                "POST", "/orders/regular", self._order_limits, data=form, guard=guard
+            )
+        except (TokenExpired, RateLimited, Dropped):
             self._watch.pending.pop(order.tag, None)
             raise
         except BrokerError as error:
@@ -257,6 +261,16 @@ class KiteBroker:
             return None
         self._watch.adopt(tag, str(found["order_id"]))
         return self._watch.ingest(found)
+
+    async def day_orders(self, prefix: str) -> list[OrderState]:
+        """Return the day's orders (``GET /orders``) tagged ``prefix...``; follow the open ones."""
+        found = []
+        for data in await self._orders():
+            tag = data.get("tag") or ""
+            if tag.startswith(prefix):
+                self._watch.adopt(tag, str(data["order_id"]))
+                found.append(self._watch.ingest(data))
+        return found
 
     async def positions(self) -> dict[str, dict]:
         """Return the net positions by configured symbol (Kite's tradingsymbol otherwise)."""

@@ -37,6 +37,8 @@ from engine.brokers.live_base import (
     Alert,
     BrokerError,
     Deliver,
+    Dropped,
+    Guard,
     RateLimited,
     RestClient,
     TokenExpired,
@@ -153,7 +155,7 @@ class ProjectXBroker:
 
     # -- the Broker interface ------------------------------------------------------------------
 
-    async def place(self, order: OrderRequest) -> OrderState:
+    async def place(self, order: OrderRequest, guard: Guard | None = None) -> OrderState:
         """Send ``order`` to ``Order/place`` with its tag as ``customTag``; see the contract.
 
         Returns
@@ -172,7 +174,7 @@ class ProjectXBroker:
         body = place_body(order, self.account_id, contract["id"])
         gen = self.session.gen
         try:
-            data = await self.session.post("/Order/place", body, check=False)
+            data = await self.session.post("/Order/place", body, check=False, guard=guard)
         except TokenExpired:
             if self.session.gen == gen:
                 raise
@@ -180,8 +182,8 @@ class ProjectXBroker:
             found = await self.order_by_tag(order.tag)
             if found is not None:
                 return found
-            data = await self.session.post("/Order/place", body, check=False)
-        except RateLimited:
+            data = await self.session.post("/Order/place", body, check=False, guard=guard)
+        except (RateLimited, Dropped):
             raise
         except BrokerError as error:
             if 0 < error.status < 500:
@@ -265,8 +267,14 @@ class ProjectXBroker:
     async def open_orders(self) -> list[OrderState]:
         """Return every open order of the account (ours are tracked from now on), oldest first."""
         data = await self._search_open()
-        raws = sorted(data.get("orders") or [], key=lambda raw: int(raw.get("id") or 0))
+        raws = sorted(data.get("orders") or [], key=_order_number)
         return [self.tracker.on_order(raw) or self.tracker.state_of(raw) for raw in raws]
+
+    async def day_orders(self, prefix: str) -> list[OrderState]:
+        """Return the orders of the last day tagged ``prefix...`` (open or not); follow them."""
+        raws = sorted((await self._search_orders()).get("orders") or [], key=_order_number)
+        states = (self.tracker.on_order(raw) for raw in raws)
+        return [s for s in states if s is not None and (s.tag or "").startswith(prefix)]
 
     async def order_by_tag(self, tag: str) -> OrderState | None:
         """Return the order carrying ``customTag`` ``tag`` (open, or finished within a day)."""
@@ -387,3 +395,7 @@ class ProjectXBroker:
             elif target == "GatewayUserTrade":
                 self.tracker.on_trade(record)
         # GatewayUserPosition and GatewayUserAccount: positions are read when asked
+
+
+def _order_number(raw: dict) -> int:
+    return int(raw.get("id") or 0)

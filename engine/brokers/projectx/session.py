@@ -25,6 +25,7 @@ from engine.broker_config import BrokerConfig
 from engine.brokers.live_base import (
     Alert,
     BrokerError,
+    Guard,
     RestClient,
     TokenBucket,
     TokenExpired,
@@ -158,7 +159,9 @@ class GatewaySession:
         """Return the URL of hub ``hub`` (``market`` or ``user``) with the current token."""
         return f"{self.broker.stream_url}/{hub}?access_token={quote(self.token, safe='')}"
 
-    async def post(self, path: str, body: dict | None, *, check: bool = True) -> dict:
+    async def post(
+        self, path: str, body: dict | None, *, check: bool = True, guard: Guard | None = None
+    ) -> dict:
         """POST ``body`` to ``path``; return the JSON object.
 
         A 401 renews the token; the call is then sent once more when it is in
@@ -172,6 +175,8 @@ class GatewaySession:
             The JSON body.
         check : bool
             Raise on ``success: false``.
+        guard : Guard, optional
+            Asked before the request leaves; see :meth:`RestClient.request`.
 
         Raises
         ------
@@ -183,14 +188,16 @@ class GatewaySession:
             raise BrokerError("ProjectX adapter not started")
         gen = self.gen
         try:
-            response = await self.rest.request("POST", path, self._buckets, json=body)
+            response = await self.rest.request("POST", path, self._buckets, json=body, guard=guard)
         except TokenExpired as error:
             if path in AUTH_PATHS:
                 raise
             if not await self._renew_after(gen, error.message) or path not in RETRY_AFTER_401:
                 raise
             try:
-                response = await self.rest.request("POST", path, self._buckets, json=body)
+                response = await self.rest.request(
+                    "POST", path, self._buckets, json=body, guard=guard
+                )
             except TokenExpired as again:
                 self._token_expired(again.message)
                 raise

@@ -36,6 +36,8 @@ from engine.brokers.live_base import (
     Alert,
     BrokerError,
     Deliver,
+    Dropped,
+    Guard,
     RateLimited,
     RestClient,
     TokenBucket,
@@ -270,7 +272,7 @@ class UpstoxBroker:
 
     # -- orders ----------------------------------------------------------------------------------
 
-    async def place(self, order: OrderRequest) -> OrderState:
+    async def place(self, order: OrderRequest, guard: Guard | None = None) -> OrderState:
         """Place ``order`` tagged ``order.tag``; a refused order comes back ``rejected``."""
         key = self.keys.get(order.symbol)
         if key is None:
@@ -290,8 +292,8 @@ class UpstoxBroker:
             status="working",
         )
         try:
-            doc = await self._call("POST", PLACE, json=body)
-        except (TokenExpired, RateLimited):
+            doc = await self._call("POST", PLACE, json=body, guard=guard)
+        except (TokenExpired, RateLimited, Dropped):
             raise
         except BrokerError as error:
             if error.status in (400, 422):
@@ -341,6 +343,12 @@ class UpstoxBroker:
         rows = sorted(await self._book(), key=lambda e: str(e.get("order_timestamp")))
         states = [self._orders.seen(self._orders.state(entry)) for entry in rows]
         return [state for state in states if state.is_open]
+
+    async def day_orders(self, prefix: str) -> list[OrderState]:
+        """Return the day's orders tagged ``prefix...`` (open or not); follow the open ones."""
+        rows = sorted(await self._book(), key=lambda e: str(e.get("order_timestamp")))
+        states = [self._orders.state(entry) for entry in rows]
+        return [self._orders.seen(s) for s in states if (s.tag or "").startswith(prefix)]
 
     async def order_by_tag(self, tag: str) -> OrderState | None:
         """Return the latest order carrying ``tag``, or None when there is none."""
