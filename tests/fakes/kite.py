@@ -78,7 +78,10 @@ class FakeKite:
         self._volume = itertools.count(1)
         self._token_ok = True
         self._throttled = 0
+        self._retry_after: float | None = None
+        self._typed_throttles: dict[str, list[float]] = {}
         self._stall: tuple[float, bool] | None = None
+        self._failures: dict[str, list[tuple[int, bool]]] = {}
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._server: uvicorn.Server | None = None
@@ -150,6 +153,10 @@ class FakeKite:
         """Return the current dict of one order."""
         return self._call(lambda: dict(self.book.orders[order_id]))
 
+    def positions(self) -> list[dict]:
+        """Return the net positions as ``GET /portfolio/positions`` shows them."""
+        return self._call(lambda: self.book.positions()["net"])
+
     def set_ltp(self, tradingsymbol: str, price: float) -> None:
         """Set an instrument's last price and match its open orders against it."""
         self._call(lambda: self.book.set_ltp(tradingsymbol, float(price)))
@@ -187,9 +194,15 @@ class FakeKite:
 
         self._call(renew)
 
-    def throttle(self, n: int) -> None:
-        """Answer the next ``n`` order requests with HTTP 429."""
+    def throttle(self, n: int, retry_after: float | None = None) -> None:
+        """Answer the next ``n`` order requests with HTTP 429, with a ``Retry-After`` header of
+        ``retry_after`` seconds when given."""
         self._call(lambda: setattr(self, "_throttled", n))
+        self._retry_after = retry_after
+
+    def throttle_next_of(self, order_type: str, retry_after: float) -> None:
+        """Answer the next placement of ``order_type`` with HTTP 429 and ``Retry-After``."""
+        self._call(lambda: self._typed_throttles.setdefault(order_type, []).append(retry_after))
 
     def reject_next(self, message: str) -> None:
         """Refuse the next order placement with 400 ``InputException`` and ``message``."""
@@ -199,6 +212,32 @@ class FakeKite:
         """Hold the answer to the next order placement for ``seconds``, placing the order
         first (the answer is lost in transit) or not at all (``place=False``)."""
         self._call(lambda: setattr(self, "_stall", (seconds, place)))
+
+    def reject_next_of(self, order_type: str, message: str) -> None:
+        """Refuse the next placement of ``order_type`` (``MARKET``, ``LIMIT``, ``SL``, ``SL-M``)
+        with 400 ``InputException`` and ``message``; other placements go through."""
+        self._call(lambda: self.book.typed_rejects.setdefault(order_type, []).append(message))
+
+    def refuse_crossed_stops(self, on: bool = True) -> None:
+        """Refuse (400) SL and SL-M orders whose trigger the LTP has already reached, as Kite's
+        risk checks do, instead of triggering them on arrival."""
+        self._call(lambda: setattr(self.book, "refuse_crossed_stops", on))
+
+    def fill(self, order_id: str, units: int, price: float | None = None) -> None:
+        """Fill ``units`` more of an open order at ``price`` (default its price, else the LTP):
+        a partial fill when fewer than its pending quantity."""
+        self._call(lambda: self.book.fill_units(order_id, units, price))
+
+    def resend_order_message(self, back: int = 1) -> None:
+        """Send the ``back``-th last order message on the ticker again: 1 repeats the last one,
+        more sends an older state after newer ones (a duplicated, out-of-order update)."""
+        self._call(lambda: self.book.resend(back))
+
+    def fail_next(self, method: str = "POST", status: int = 503, act: bool = False) -> None:
+        """Answer the next order request with ``method`` (POST places, PUT modifies, DELETE
+        cancels) with HTTP ``status``; with ``act`` it is carried out first (the answer is lost),
+        else not at all."""
+        self._call(lambda: self._failures.setdefault(method, []).append((status, act)))
 
     def subscribed(self) -> dict[int, str]:
         """Return the ticker's subscriptions: instrument token -> mode."""
@@ -229,7 +268,10 @@ class FakeKite:
         """Return the error an order request or an unauthorized request gets, if any."""
         if entry["method"] != "GET" and entry["path"].startswith("/orders") and self._throttled:
             self._throttled -= 1
-            return error(429, "NetworkException", "Too many requests")
+            return _too_many(self._retry_after)
+        typed = self._typed_throttles.get(entry["form"].get("order_type", ""))
+        if entry["method"] == "POST" and typed:
+            return _too_many(typed.pop(0))
         expected = f"token {self.api_key}:{self.access_token}"
         if not self._token_ok or entry["headers"].get("authorization") != expected:
             return error(403, "TokenException", BAD_TOKEN)
@@ -312,6 +354,13 @@ class FakeKite:
         self.ticker.send_ticks([packet])
 
 
+def _too_many(retry_after: float | None) -> JSONResponse:
+    refusal = error(429, "NetworkException", "Too many requests")
+    if retry_after is not None:
+        refusal.headers["Retry-After"] = f"{retry_after:g}"
+    return refusal
+
+
 def _app(fake: FakeKite) -> FastAPI:
     app = FastAPI()
 
@@ -326,6 +375,12 @@ def _app(fake: FakeKite) -> FastAPI:
         refused = fake.refuse(entry)
         if refused is not None:
             return _answer(entry, refused)
+        failures = fake._failures.get(entry["method"]) if path.startswith("orders") else None
+        if failures and entry["method"] != "GET":
+            status, act = failures.pop(0)
+            if act:
+                _route(fake, entry, path.strip("/").split("/"))
+            return _answer(entry, error(status, "NetworkException", "Something went wrong"))
         stall = None
         if entry["method"] == "POST" and path.startswith("orders"):
             stall, fake._stall = fake._stall, None

@@ -85,6 +85,10 @@ class KiteOrderBook:
         self.fill_size: dict[str, int] = {}
         #: messages with which the next placements are refused (400 ``InputException``)
         self.rejects: list[str] = []
+        #: order type -> messages with which the next placements of that type are refused
+        self.typed_rejects: dict[str, list[str]] = {}
+        #: refuse SL and SL-M orders whose trigger the LTP has already reached, as Kite does
+        self.refuse_crossed_stops = False
         self._history: dict[str, list[dict]] = {}
         self._trades: list[dict] = []
         self._books: dict[tuple, dict[str, list]] = {}
@@ -101,6 +105,14 @@ class KiteOrderBook:
         problem = _check_order(form, self.instruments)
         if problem:
             return error(400, "InputException", problem)
+        typed = self.typed_rejects.get(form["order_type"])
+        if typed:
+            return error(400, "InputException", typed.pop(0))
+        if self.refuse_crossed_stops and self._crossed(form):
+            side = form["transaction_type"].lower()
+            relation = "higher" if side == "buy" else "lower"
+            message = f"Trigger price for stoploss {side} orders should be {relation} than LTP."
+            return error(400, "InputException", message)
         inst = self.instruments[form["tradingsymbol"]]
         order_id = str(next(self._ids))
         quantity = int(form["quantity"])
@@ -244,7 +256,38 @@ class KiteOrderBook:
             net.append(row)
         return {"net": net, "day": [dict(row) for row in net]}
 
+    def fill_units(self, order_id: str, units: int, price: float | None = None) -> None:
+        """Fill ``units`` more of an open order at ``price`` (default its price, else the LTP)."""
+        order = self.orders[order_id]
+        if order["status"] not in OPEN_STATUSES:
+            raise ValueError(f"order {order_id} is {order['status']}, not open")
+        symbol = order["tradingsymbol"]
+        if price is None:
+            price = order["price"] or self.ltp[symbol]
+        saved = self.fill_size.get(symbol)
+        self.fill_size[symbol] = min(units, order["pending_quantity"])
+        try:
+            self._fill(order, price)
+        finally:
+            if saved is None:
+                del self.fill_size[symbol]
+            else:
+                self.fill_size[symbol] = saved
+
+    def resend(self, back: int = 1) -> None:
+        """Send the ``back``-th last ``{"type": "order"}`` message again (1: the last one)."""
+        if len(self.messages) >= back:
+            message = self.messages[-back]
+            self.messages.append(message)
+            self.ticker.send_text(message)
+
     # -- matching --------------------------------------------------------------------------------
+
+    def _crossed(self, form: dict) -> bool:
+        if form["order_type"] not in ("SL", "SL-M"):
+            return False
+        trigger, ltp = float(form.get("trigger_price") or 0), self.ltp[form["tradingsymbol"]]
+        return trigger <= ltp if form["transaction_type"] == "BUY" else trigger >= ltp
 
     def set_ltp(self, symbol: str, price: float) -> None:
         """Set an instrument's last price and match its open orders against it."""
