@@ -37,7 +37,7 @@ import uvloop
 from bench.conftest import ROOT
 from engine.brokers.kite.broker import KiteBroker
 from engine.brokers.live_base import RestClient, TokenBucket
-from engine.brokers.router import Router
+from engine.brokers.routing import Router
 from engine.config import parse_config
 from engine.core import Engine
 from engine.events import event_record

@@ -24,8 +24,7 @@ import uvloop
 from engine.backtest import TradeStats
 from engine.brokers import live_adapter
 from engine.brokers.paper import PaperBroker
-from engine.brokers.reconcile import adopt, reconcile
-from engine.brokers.router import Router
+from engine.brokers.routing import Router, adopt, reconcile
 from engine.config import ConfigError, EngineConfig, dump_config, parse_config
 from engine.core import Engine
 from engine.events import RefusalFilter, event_record, trade_records

@@ -191,3 +191,28 @@ def test_a_stop_filled_while_otrade_was_down_is_booked_at_its_price(tmp_path, fa
         wait_until(lambda: fake.order(legs["target"])["status"] == "CANCELLED", 10)
     finally:
         assert live.stop() == 0
+
+
+def test_positions_show_the_resting_legs_and_say_when_no_stop_rests(tmp_path, fake) -> None:
+    live = start(tmp_path, fake)
+    try:
+        wait_until(lambda: live.status()["feed"]["state"] == "connected", 30)
+        fake.throttle_next_of("SL-M", 3.0)  # the stop is held back 3 s by a 429
+        fake.push_ticks("INFY", CROSS_UP)
+
+        def protection() -> str | None:
+            held = live.http.get("/api/positions").json()
+            return held[0]["protection"] if held else None
+
+        wait_until(lambda: protection() == "unprotected", 10)
+        # past the grace the watchdog says so in the journal and on the page
+        wait_until(lambda: any(line["action"] == "unprotected" for line in live.lines()), 10)
+        wait_until(lambda: protection() == "protected", 10)
+        [position] = live.http.get("/api/positions").json()
+        legs = {leg["role"]: leg for leg in position["legs"]}
+        assert legs["stop"]["status"] == legs["target"]["status"] == "working"
+        assert legs["stop"]["stop_price"] == pytest.approx(100.5)
+        assert legs["target"]["price"] == pytest.approx(102.0)
+        assert {leg["order_id"] for leg in legs.values()} == set(leg_ids(live).values())
+    finally:
+        assert live.stop() == 0

@@ -7,6 +7,7 @@ are the contract (see web/static/app.js).
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -22,6 +23,8 @@ import orjson
 import pytest
 
 from tests.conftest import wait_until
+from tests.fakes.kite import FakeKite
+from tests.kite_live import CROSS_UP, INFY, start
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency")
 expect = sync_api.expect
@@ -186,3 +189,26 @@ def test_a_wrong_token_shows_unauthorized(browser, engine):
     expect(page.locator("#token-dialog")).to_be_visible()  # asks for the token again
     assert errors == []
     page.context.close()
+
+
+def test_a_live_position_shows_its_legs_at_the_broker_and_when_it_is_unprotected(browser, tmp_path):
+    with FakeKite([{**INFY, "last_price": 100.0}]) as fake:
+        live = start(tmp_path, fake)
+        try:
+            page, errors = _open(browser, f"http://127.0.0.1:{live.port}/#token={live.token}")
+            expect(page.locator("#conn")).to_have_text("connected", timeout=UI_TIMEOUT_MS)
+            wait_until(lambda: live.status()["feed"]["state"] == "connected", 30)
+            fake.throttle_next_of("SL-M", 3.0)  # no stop rests for 3 s
+            fake.push_ticks("INFY", CROSS_UP)
+            positions = page.locator("#positions")
+            expect(positions).to_contain_text("UNPROTECTED", timeout=UI_TIMEOUT_MS)
+            expect(positions.locator(".alarm")).to_be_visible()
+            expect(positions).to_contain_text("protected", timeout=UI_TIMEOUT_MS)
+            expect(positions).to_contain_text(re.compile(r"stop 100\.50? working"))
+            expect(positions).to_contain_text(re.compile(r"target 102(\.00?)? working"))
+            expect(positions.locator(".alarm")).to_have_count(0)
+            page.screenshot(path=str(tmp_path / "live.png"), full_page=True)
+            assert errors == []
+            page.context.close()
+        finally:
+            assert live.stop() == 0

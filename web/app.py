@@ -96,7 +96,7 @@ def create_app(runtime: Runtime, token: str) -> FastAPI:
 
     @app.get("/api/positions", summary="Open positions with their bracket levels")
     async def positions() -> Response:
-        return _json(views.positions(runtime.engine.state))
+        return _json(views.positions(runtime))
 
     @app.get("/api/orders", summary="Open paper orders and the strategy's recent orders")
     async def orders() -> Response:

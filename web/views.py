@@ -113,9 +113,19 @@ def instruments(state: State) -> list[dict]:
     return out
 
 
-def positions(state: State) -> list[dict]:
-    """Return the open positions with their bracket levels."""
-    return [{"symbol": symbol, **held} for symbol, held in state.positions().items()]
+def positions(runtime: Runtime) -> list[dict]:
+    """Return the open positions with their bracket levels and, live, their resting legs.
+
+    ``protection`` is ``engine`` in paper mode (the kernels keep the bracket); live it is the
+    router's word (``entering``, ``protected``, ``unprotected``, ``exiting``) and ``legs`` are
+    the stop and target resting at the broker for the position, as the broker last reported.
+    """
+    router = runtime.router
+    out = []
+    for symbol, held in runtime.engine.state.positions().items():
+        guard = {"protection": "engine", "legs": []} if router is None else router.legs_view(symbol)
+        out.append({"symbol": symbol, **held, **guard})
+    return out
 
 
 async def orders(runtime: Runtime) -> dict:
@@ -165,5 +175,5 @@ def snapshot(runtime: Runtime) -> dict:
         "ts": time.time_ns(),
         "status": status(runtime),
         "instruments": instruments(state),
-        "positions": positions(state),
+        "positions": positions(runtime),
     }

@@ -2,7 +2,7 @@
 
 ``paper`` (:class:`PaperBroker`) fills inside the process; the live adapters (Kite, Upstox,
 ProjectX) implement the same :class:`Broker` protocol over the brokers' APIs
-(:mod:`engine.brokers.live_base`), and :mod:`engine.brokers.router` connects them to the kernels.
+(:mod:`engine.brokers.live_base`), and :mod:`engine.brokers.routing` connects them to the kernels.
 """
 
 from __future__ import annotations

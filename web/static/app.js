@@ -354,6 +354,10 @@ const HALT_TEXT = {
 };
 const SIGNAL = { 1: '<span class="pos">▲ long</span>', '-1': '<span class="neg">▼ short</span>' };
 const side = (s) => `<span class="${s === 'long' || s === 'buy' ? 'pos' : 'neg'}">${esc(s)}</span>`;
+// live: is a stop resting at the broker for the position? "unprotected" must never last
+const GUARD = { protected: 'pos', engine: 'pos', entering: 'warn', exiting: 'warn', unprotected: 'neg alarm' };
+const guard = (p) => `<span class="${GUARD[p.protection] || ''}">${esc(p.protection === 'unprotected' ? 'UNPROTECTED' : p.protection)}</span>`;
+const legs = (p) => (p.legs || []).map((l) => `${esc(l.role)} ${num(l.stop_price ?? l.price)} ${esc(l.status)}`).join(' · ') || '–';
 const COLUMNS = {
   instruments: [
     ['symbol', (i) => esc(i.symbol)], ['ltp', (i) => num(i.ltp)], ['signal', (i) => SIGNAL[i.signal] || '·'],
@@ -367,6 +371,7 @@ const COLUMNS = {
     ['symbol', (p) => esc(p.symbol)], ['side', (p) => side(p.side)], ['qty', (p) => int(p.qty)],
     ['entry', (p) => num(p.entry_price)], ['target', (p) => num(p.target)], ['stop', (p) => num(p.stop)],
     ['unrealized', (p) => signed(p.unrealized_pnl)], ['since', (p) => clock(p.entry_ts)],
+    ['protection', guard], ['at the broker', legs],
   ],
   orders: [
     ['id', (o) => esc(o.order_id)], ['symbol', (o) => esc(o.symbol)], ['side', (o) => side(o.side)],

@@ -6,14 +6,13 @@ follows it. The router sends each intent as a market order tagged with its journ
 books what the broker reports filled through the ``broker_fill`` kernel, so positions, P&L and
 risk limits follow the broker's prices, not the intent's.
 
-Each position is one :class:`~engine.brokers.brackets.Bracket`: entry -> working legs -> exit
--> done. Once its entry has filled, a stop (Kite ``SL-M``, ProjectX type 4) and a target limit
-rest at the broker for the filled quantity; the first to fill cancels the other, and a trailed
-or breakeven stop is a modify of the resting stop. The same two orders work at all three
-brokers, they protect the position while OTrade is down, and a trail is one modify. Kite's
-two-leg GTT was not used: GTTs do not take the intraday ``MIS`` product, and a triggered GTT
-places a fresh order rather than moving one. ProjectX's ``stopLossBracket`` is fixed at the
-entry, so it cannot trail.
+Each position is one :class:`~engine.brokers.routing.brackets.Bracket`: entry -> working legs ->
+exit -> done. Once its entry has filled, a stop (Kite ``SL-M``, ProjectX type 4) and a target limit
+rest at the broker for the filled quantity; the first to fill cancels the other, and a trailed or
+breakeven stop is a modify of the resting stop. The same two orders work at all three brokers, they
+protect the position while OTrade is down, and a trail is one modify. Kite's two-leg GTT was not
+used: GTTs do not take the intraday ``MIS`` product, and a triggered GTT places a fresh order rather
+than moving one. ProjectX's ``stopLossBracket`` is fixed at the entry, so it cannot trail.
 
 When something goes wrong the position is never left without its stop:
 
@@ -33,34 +32,25 @@ When something goes wrong the position is never left without its stop:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from engine.brokers.base import OrderError, OrderRequest, OrderState
-from engine.brokers.brackets import GRACE_S, Bracket, Track
+from engine.brokers.base import OrderRequest, OrderState
 from engine.brokers.live_base import BrokerError, Dropped, LiveAdapter, RateLimited, TokenExpired
+from engine.brokers.routing import invariants
+from engine.brokers.routing.brackets import GRACE_S, Bracket, Track
+from engine.brokers.routing.legs import LEG_TYPES, RETRY_S, LegKeeper
 from engine.core import Engine
 from engine.journal import TAG_PREFIX, Journal, base36
 from engine.state import PAUSE_BROKER
 from kernels import layout
 
-#: seconds between attempts to renew an expired token, to resend a failed exit or cancel
-RETRY_S = 1.0
-#: seconds an exit waits for its position's legs to be cancelled before it is sent anyway
-CANCEL_WAIT_S = 2.0
-#: seconds between the watchdog's checks of every position's protection
-WATCH_S = 0.5
-#: exit reasons of the resting legs
-LEG_REASONS = {"target": layout.R_TARGET, "stop": layout.R_STOP}
-#: order types of the resting legs
-LEG_TYPES = {"target": "limit", "stop": "stop"}
 #: halts under which an entry that filled anyway is closed at once
 HALTS = layout.GATE_REASONS[1:4]
 
 
-class Router:
+class Router(LegKeeper):
     """Send the kernels' intents to a live broker, keep each position's bracket, book fills.
 
     Parameters
@@ -97,7 +87,8 @@ class Router:
         self.wanted_stop: dict[int, float] = {}
         self._moving: set[int] = set()
         self.expired = False
-        #: set by :func:`engine.brokers.reconcile.reconcile` once the journal's orders are back
+        #: set by :func:`~engine.brokers.routing.reconcile.reconcile` once the journal's orders
+        #: are back
         self.rebuilt = False
         self._tasks: set[asyncio.Task] = set()
         self._made = 0
@@ -116,7 +107,7 @@ class Router:
                 i = self.state.index[record["symbol"]]
                 self.wanted_stop[i] = record["stop"]
                 if i not in self._moving:
-                    self._spawn(self._move_stop(i))
+                    self.spawn(self._move_stop(i))
 
     def _intent(self, record: dict) -> None:
         i = self.state.index[record["symbol"]]
@@ -125,7 +116,7 @@ class Router:
         if record["reason"] == "entry":
             bracket = self.start_bracket(i, tag)
             bracket.entry = self.track(tag, "entry", i, side, record["qty"], layout.R_NONE, tag)
-            self._spawn(self._send(bracket.entry))
+            self.spawn(self._send(bracket.entry))
             return
         bracket = self.current[i] or self.start_bracket(i, tag, "open")
         if bracket.exiting():
@@ -134,7 +125,7 @@ class Router:
         bracket.phase = "exiting"
         bracket.exit = self.track(tag, "exit", i, side, record["qty"], reason, bracket.key)
         self.refresh(i)
-        self._spawn(self._exit(bracket))
+        self.spawn(self._exit(bracket))
 
     # -- brackets and tracks --------------------------------------------------------------------
 
@@ -181,27 +172,6 @@ class Router:
         if self.current[i] is None and self.held(i)[0] != layout.FLAT:
             self.start_bracket(i, self._new_tag(), "open")
         return i
-
-    def cancel_stale(self) -> list[dict]:
-        """Retire the brackets of flat rows and cancel every leg of a retired bracket.
-
-        Returns
-        -------
-        list of dict
-            The legs being cancelled, as :meth:`Track.view` shows them.
-        """
-        for i, bracket in enumerate(self.current):
-            if bracket is not None and bracket.phase != "entering" and not self.held(i)[1]:
-                self._retire(i)
-        stale = []
-        for bracket in list(self.brackets.values()):
-            if bracket is self.current[bracket.i]:
-                continue
-            for leg in bracket.legs.values():
-                if not leg.final:
-                    stale.append({**leg.view(), "symbol": self.state.symbols[leg.i]})
-                    self._cancel_later(leg)
-        return stale
 
     def drop(self, track: Track, reason: str) -> None:
         """Give up ``track`` as never placed (the broker does not know it)."""
@@ -306,151 +276,12 @@ class Router:
             **fields,
         )
 
-    async def _exit(self, bracket: Bracket) -> None:
-        """Close ``bracket``'s position: cancel its legs, then sell (buy) at market, until flat."""
-        i = bracket.i
-        while self.current[i] is bracket:
-            side, qty = self.held(i)
-            if side == layout.FLAT:
-                break
-            track = bracket.exit
-            if track is None or track.final:
-                await self._pause()
-                side, qty = self.held(i)
-                if side == layout.FLAT or self.current[i] is not bracket:
-                    break
-                reason = track.reason if track is not None else layout.R_MANUAL
-                tag = self._new_tag()
-                bracket.exit = track = self.track(tag, "exit", i, -side, qty, reason, bracket.key)
-            legs = list(bracket.legs.values())
-            if bracket.entry is not None and not bracket.entry.final:
-                legs.append(bracket.entry)  # what it has not filled yet is not wanted
-            for leg in legs:
-                self._cancel_later(leg)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(CANCEL_WAIT_S):
-                    for leg in legs:
-                        await leg.settled.wait()
-            side, qty = self.held(i)
-            if side == layout.FLAT:  # a leg filled first: nothing left to close
-                self._finish(track, "dropped", "the position closed before the exit left")
-                break
-            track.qty, track.side = qty, -side
-            await self._send(track)
-            await track.settled.wait()
-        if self.current[i] is bracket and self.held(i)[0] == layout.FLAT:
-            self._retire(i)
-        self.refresh(i)
-
-    async def _pause(self) -> None:
-        await asyncio.sleep(RETRY_S)
-        await self._renewed.wait()
-
-    def _cancel_later(self, track: Track, force: bool = False) -> None:
-        """Have ``track`` cancelled, retrying until the broker reports it final."""
-        if track.final or (track.cancelling and not force):
-            return
-        track.cancelling = True
-        self.refresh(track.i)
-        if track.order_id is not None:  # else _placed cancels it, or the guard drops it
-            self._spawn(self._cancel(track))
-
-    async def _cancel(self, track: Track) -> None:
-        alerted = False
-        while not track.final:
-            try:
-                order = await self.adapter.cancel(track.order_id or "")
-            except OrderError:
-                return  # not open any more: its final state is on the update stream
-            except TokenExpired:
-                await self._renewed.wait()
-                continue
-            except BrokerError as error:
-                if not alerted:
-                    self.alert("broker_error", f"cancel {track.role} {track.tag}: {error.message}")
-                    alerted = True
-                await asyncio.sleep(RETRY_S)
-                continue
-            self.on_order(order)
-            if not track.final:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(RETRY_S):
-                        await track.settled.wait()
-
-    async def protect(self, i: int) -> None:
-        """Place the missing stop and target of row ``i``'s position at its bracket levels."""
-        book, bracket = self.state.book, self.current[i]
-        side, qty = self.held(i)
-        if bracket is None or bracket.phase != "open" or side == layout.FLAT:
-            return
-        if book[i, layout.I_STOP_KIND] == layout.R_NONE:
-            return
-        tick = book[i, layout.I_TICK_SIZE]
-        levels = {"target": book[i, layout.I_TARGET], "stop": book[i, layout.I_STOP]}
-        sends = []
-        for role in ("stop", "target"):
-            leg = bracket.legs.get(role)
-            if leg is not None and (leg.qty, leg.side) != (qty, -side):
-                # the position changed under it (an adopt, a partial fill): replace it
-                self._cancel_later(leg)
-                del bracket.legs[role]
-            elif (leg is not None and not leg.cancelling) or levels[role] <= 0:
-                continue
-            price = float(round(levels[role]) * tick)
-            leg = self.track(
-                self._new_tag(), role, i, -side, qty, LEG_REASONS[role], bracket.key,
-                LEG_TYPES[role], price,
-            )  # fmt: skip
-            bracket.legs[role] = leg
-            sends.append(self._send(leg))
-        self.refresh(i)
-        await asyncio.gather(*sends)
-
-    async def _move_stop(self, i: int) -> None:
-        self._moving.add(i)
-        try:
-            sent = None
-            while (stop := self.wanted_stop.get(i)) != sent:
-                bracket = self.current[i]
-                leg = bracket.legs.get("stop") if bracket is not None else None
-                if leg is None or not leg.resting or leg.order_id is None:
-                    return
-                try:
-                    order = await self.adapter.modify(leg.order_id, stop_price=stop)
-                except OrderError:
-                    return  # filled or gone meanwhile: the update stream says which
-                except TokenExpired:
-                    await self._renewed.wait()
-                    continue
-                except BrokerError as error:
-                    self.alert("broker_error", f"move stop {leg.tag}: {error.message}")
-                    if 400 <= error.status < 500:
-                        # refused: the new stop is through the price; close as the stop would
-                        self.close_position(
-                            i, int(self.state.book[i, layout.I_STOP_KIND]), error.message
-                        )
-                    return
-                sent = leg.price = stop
-                self.journal.line("order", "modified", tag=leg.tag, stop_price=stop)
-                self.on_order(order)
-        finally:
-            self._moving.discard(i)
-
-    def close_position(self, i: int, reason: int, message: str) -> None:
-        """Close row ``i``'s position at market at once with exit ``reason``, saying why."""
-        symbol = self.state.symbols[i]
-        self.journal.line("broker", "close", symbol=symbol, reason=layout.EXIT_REASONS[reason],
-                          message=message)  # fmt: skip
-        self.publish({"type": "alert", "code": "close", "message": f"{symbol}: {message}"})
-        self.refresh(i)  # the pending mark of a retired bracket's exit must not hold this one
-        self.engine.close(i, reason)
-
     # -- from the broker ------------------------------------------------------------------------
 
     async def follow(self) -> None:
         """Book every order update of the broker's stream, and watch every position's
-        protection, until cancelled."""
-        watchdog = asyncio.get_running_loop().create_task(self._watch())
+        protection (:func:`~engine.brokers.routing.invariants.watch`), until cancelled."""
+        watchdog = asyncio.get_running_loop().create_task(invariants.watch(self))
         try:
             async for update in self.adapter.updates():
                 try:
@@ -481,7 +312,7 @@ class Router:
             self.refresh(track.i)
             wanted = self.wanted_stop.get(track.i)
             if track.role == "stop" and wanted not in (None, track.price):
-                self._spawn(self._move_stop(track.i))  # the trail moved while it was placed
+                self.spawn(self._move_stop(track.i))  # the trail moved while it was placed
 
     def _book_fill(self, track: Track, qty: int, price: float, ts: int) -> None:
         i = track.i
@@ -534,7 +365,7 @@ class Router:
                 self.engine.flatten(self.state.symbols[i])  # halted while it was on its way
             elif track.filled and bracket.phase == "entering":
                 bracket.phase = "open"
-                self._spawn(self.protect(i))
+                self.spawn(self.protect(i))
             elif side == layout.FLAT:
                 self._retire(i)
         elif track.role in LEG_TYPES and bracket is not None:
@@ -547,13 +378,13 @@ class Router:
                 if current and side == layout.FLAT:
                     self._retire(i)
                 elif open_:
-                    self._spawn(self.protect(i))
+                    self.spawn(self.protect(i))
             elif open_ and not track.cancelling and track.role == "stop" and not retry:
                 # a refused or rejected stop: nothing protects the position but closing it
                 self.close_position(i, layout.R_STOP, f"stop {status}: {reason}")
             elif open_ and not track.cancelling and (retry or status == "cancelled"):
                 # never placed, or cancelled by someone else: put it back
-                self._spawn(self._later(self.protect(i)) if retry else self.protect(i))
+                self.spawn(self._later(self.protect(i)) if retry else self.protect(i))
         if bracket is not None:
             self._forget(bracket)
         self.refresh(i)
@@ -562,55 +393,19 @@ class Router:
         await self._pause()
         await work
 
-    # -- invariants -----------------------------------------------------------------------------
+    # -- what it shows --------------------------------------------------------------------------
 
     def violations(self, grace_s: float = GRACE_S) -> list[str]:
         """Return what breaks the bracket invariants now (after ``grace_s`` of leeway)."""
-        now, out = time.monotonic(), []
-        for i, symbol in enumerate(self.state.symbols):
-            side, qty = self.held(i)
-            bracket = self.current[i]
-            since = now if bracket is None else bracket.unprotected_since
-            state = self.refresh(i)
-            late = since is not None and (bracket is None or now - since >= grace_s)
-            if side != layout.FLAT and state == "unprotected" and late:
-                out.append(f"{symbol}: {qty} held with no stop resting for {now - since:.1f} s")
-        for bracket in self.brackets.values():
-            if bracket.retired_at is None or now - bracket.retired_at < grace_s:
-                continue
-            for leg in bracket.legs.values():
-                if not leg.final:
-                    out.append(f"{self.state.symbols[bracket.i]}: {leg.role} {leg.tag} of a "
-                               f"closed position is still {leg.status}")  # fmt: skip
-        return out
-
-    async def _watch(self) -> None:
-        alerted: set[str] = set()
-        while True:
-            await asyncio.sleep(WATCH_S)
-            for i in range(self.state.n):
-                bracket = self.current[i]
-                if bracket is not None and self.refresh(i) == "unprotected" and not self.expired:
-                    self._spawn(self.protect(i))  # places only what is missing
-            found = set(self.violations())
-            for message in sorted(found - alerted):
-                self.alert("unprotected", message)
-            alerted = found
+        return list(invariants.breaches(self, grace_s).values())
 
     def legs_view(self, symbol: str) -> dict:
         """Return ``symbol``'s protection state and its resting legs, for the page and API."""
-        i = self.state.index[symbol]
-        bracket = self.current[i]
-        legs = [] if bracket is None else [leg.view() for leg in bracket.legs.values()]
-        return {"protection": self.refresh(i), "legs": legs}
+        return invariants.legs_view(self, symbol)
 
     def working(self) -> list[dict]:
         """Return the orders sent and not yet final, oldest first."""
-        return [
-            {**track.view(), "symbol": self.state.symbols[track.i]}
-            for track in self.by_tag.values()
-            if track.status != "sending" or track.order_id is not None
-        ]
+        return invariants.working(self)
 
     # -- token and alerts -----------------------------------------------------------------------
 
@@ -622,7 +417,7 @@ class Router:
             self.expired = True
             self._renewed.clear()
             self.state.set_pause(PAUSE_BROKER, True)
-            self._spawn(self._renew())
+            self.spawn(self._renew())
         elif code == "token_renewed" and self.expired:
             self.expired = False
             self._renewed.set()
@@ -641,7 +436,7 @@ class Router:
 
     # -- tasks ----------------------------------------------------------------------------------
 
-    def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._done)

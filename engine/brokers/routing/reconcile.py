@@ -1,16 +1,16 @@
 """Restart reconciliation: the journal's positions against the broker's, before any trading.
 
-The journal is replayed first (:func:`engine.journal.restore`), and the router's brackets with
-it (:func:`engine.brokers.rebuild.rebuild`). Then the broker's view of the day's OTrade orders
-goes through the router as any order update would: what filled while OTrade was down is booked
-at the broker's prices (P&L and loss limits follow the broker), and what finished is settled
-(a filled stop's target is cancelled). Then the broker's positions and open orders are fetched.
-A position the same at both is adopted with its resting target and stop; one without them gets
-new ones. OTrade's own orders that protect nothing are cancelled, since a resting order for a
-position that is not there could open one. Anything else (a different position, an order OTrade
-did not place on a traded instrument) is journaled, shown on the page, and stops entries
-(``PAUSE_RECONCILE``) until the operator acts: ``reconcile`` checks again after they fixed it
-at the broker, ``adopt`` makes the engine take the broker's positions as they are.
+The journal is replayed first (:func:`engine.journal.restore`), and the router's brackets with it
+(:func:`~engine.brokers.routing.rebuild.rebuild`). Then the broker's view of the day's OTrade orders
+goes through the router as any order update would: what filled while OTrade was down is booked at
+the broker's prices (P&L and loss limits follow the broker), and what finished is settled (a filled
+stop's target is cancelled). Then the broker's positions and open orders are fetched. A position the
+same at both is adopted with its resting target and stop; one without them gets new ones. OTrade's
+own orders that protect nothing are cancelled, since a resting order for a position that is not
+there could open one. Anything else (a different position, an order OTrade did not place on a traded
+instrument) is journaled, shown on the page, and stops entries (``PAUSE_RECONCILE``) until the
+operator acts: ``reconcile`` checks again after they fixed it at the broker, ``adopt`` makes the
+engine take the broker's positions as they are.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from __future__ import annotations
 import time
 
 from engine.brokers.base import OrderState
-from engine.brokers.rebuild import rebuild
-from engine.brokers.router import LEG_REASONS, Router
+from engine.brokers.routing.legs import LEG_REASONS
+from engine.brokers.routing.rebuild import rebuild
+from engine.brokers.routing.router import Router
 from engine.journal import TAG_PREFIX
 from engine.state import PAUSE_RECONCILE
 from kernels import layout

@@ -79,10 +79,11 @@ class Track:
             "role": self.role,
             "tag": self.tag,
             "order_id": self.order_id,
-            "type": self.order_type,
+            "kind": self.order_type,
             "side": "buy" if self.side == layout.LONG else "sell",
             "qty": self.qty,
-            "price": self.price,
+            "price": self.price if self.order_type == "limit" else None,
+            "stop_price": self.price if self.order_type == "stop" else None,
             "status": "cancelling" if self.cancelling and not self.final else self.status,
             "filled_qty": self.filled,
         }

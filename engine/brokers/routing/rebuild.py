@@ -3,12 +3,12 @@
 The journal holds every order the router sent (``order placed``, with the key of the position it
 serves), every order that became final (``order filled|cancelled|rejected|dropped``), every
 intent and every fill with its order's tag. From these :func:`rebuild` makes a
-:class:`~engine.brokers.brackets.Track` of each order not known final, with what the journal
+:class:`~engine.brokers.routing.brackets.Track` of each order not known final, with what the journal
 booked of it, and puts each in its position's bracket; the bracket of each position the journal
 holds open becomes its instrument's current one, every other bracket is retired (its legs are
-then cancelled). :func:`engine.brokers.reconcile.reconcile` then hands the broker's view of the
-day's orders to the router, which books the fills that happened while OTrade was down at their
-real prices and settles what finished.
+then cancelled). :func:`~engine.brokers.routing.reconcile.reconcile` then hands the broker's
+view of the day's orders to the router, which books the fills that happened while OTrade was
+down at their real prices and settles what finished.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from engine.brokers.brackets import FINAL, Bracket, Track
-from engine.brokers.router import LEG_REASONS, Router
+from engine.brokers.routing.brackets import FINAL, Bracket, Track
+from engine.brokers.routing.legs import LEG_REASONS
+from engine.brokers.routing.router import Router
 from engine.journal import FILL, ORDER, read_journal
 from kernels import layout
 
