@@ -106,6 +106,8 @@ class Bracket:
     unprotected_since: float | None = None
     #: monotonic time the bracket stopped being its instrument's current one
     retired_at: float | None = None
+    #: an exit loop is closing the position
+    closing: bool = False
 
     def stop_resting(self, qty: int) -> bool:
         """Whether a stop for ``qty`` units rests at the broker and is wanted there."""

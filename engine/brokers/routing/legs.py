@@ -53,6 +53,15 @@ class LegKeeper:
 
     async def _exit(self, bracket: Bracket) -> None:
         """Close ``bracket``'s position: cancel its legs, then sell (buy) at market, until flat."""
+        if bracket.closing:
+            return  # one loop per position closes it
+        bracket.closing = True
+        try:
+            await self._close(bracket)
+        finally:
+            bracket.closing = False
+
+    async def _close(self, bracket: Bracket) -> None:
         i = bracket.i
         while self.current[i] is bracket:
             side, qty = self.held(i)
@@ -77,15 +86,23 @@ class LegKeeper:
                     for leg in legs:
                         await leg.settled.wait()
             side, qty = self.held(i)
-            if side == layout.FLAT:  # a leg filled first: nothing left to close
+            if track.order_id is None and side == layout.FLAT:
+                # a leg filled first: nothing left to close
                 self._finish(track, "dropped", "the position closed before the exit left")
                 break
-            track.qty, track.side = qty, -side
-            await self._send(track)
+            if track.order_id is None:  # else it is at the broker already (a restart)
+                track.qty, track.side = qty, -side
+                await self._send(track)
             await track.settled.wait()
         if self.current[i] is bracket and self.held(i)[0] == layout.FLAT:
             self._retire(i)
         self.refresh(i)
+
+    def resume_exits(self) -> None:
+        """Carry on the exits that were on their way when OTrade stopped (after a restart)."""
+        for bracket in self.current:
+            if bracket is not None and bracket.phase == "exiting":
+                self.spawn(self._exit(bracket))
 
     async def _pause(self) -> None:
         await asyncio.sleep(RETRY_S)

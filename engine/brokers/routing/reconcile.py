@@ -70,6 +70,7 @@ async def reconcile(router: Router) -> dict:
         if track is not None:
             router.drop(track, "not at the broker: it never reached it")
     stale = router.cancel_stale()
+    router.resume_exits()
     broker_positions = await adapter.positions()
     open_orders = await adapter.open_orders()
     held = state.positions()
