@@ -100,7 +100,9 @@ class FakeKite:
         self._thread.join(5)
 
     async def _start(self) -> None:
-        sock = socket.socket()
+        # named TCP, so asyncio turns Nagle off on its connections: a plain socket() would
+        # hold every answer ~40 ms for the client's delayed ACK
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.bind(("127.0.0.1", 0))
         config = uvicorn.Config(_app(self), log_level="warning", lifespan="off")
         config.timeout_graceful_shutdown = 1
