@@ -11,7 +11,7 @@ INFY = {"tradingsymbol": "INFY", "exchange": "NSE", "instrument_token": 408065}
 CROSS_UP = [100.0, 100.0, 100.0, 101.0]
 
 
-def start(tmp_path, fake: FakeKite, bracket: dict | None = None) -> LiveEngine:
+def start(tmp_path, fake: FakeKite, bracket: dict | None = None, **sections) -> LiveEngine:
     token_file = tmp_path / "kite_token"
     if not token_file.exists():
         token_file.write_text(fake.access_token)
@@ -29,6 +29,7 @@ def start(tmp_path, fake: FakeKite, bracket: dict | None = None) -> LiveEngine:
             "access_token_env": "OTRADE_TEST_UNSET_KITE_TOKEN",
         },
         feed={"name": "broker", "stale_after_s": 60},
+        **sections,
     )
 
 

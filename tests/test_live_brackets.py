@@ -216,3 +216,25 @@ def test_positions_show_the_resting_legs_and_say_when_no_stop_rests(tmp_path, fa
         assert {leg["order_id"] for leg in legs.values()} == set(leg_ids(live).values())
     finally:
         assert live.stop() == 0
+
+
+def test_an_entry_still_filling_after_the_grace_is_cut_to_what_filled_and_protected(
+    tmp_path, fake
+) -> None:
+    live = start(tmp_path, fake, strategy={"quantity": 2})
+    try:
+        wait_until(lambda: live.status()["feed"]["state"] == "connected", 30)
+        fake.set_fill_size("INFY", 1)  # one unit per price: the entry fills 1 of 2, then waits
+        fake.push_ticks("INFY", CROSS_UP)
+        [entry] = wait_until(lambda: placed(fake, "MARKET"), 10)
+        wait_until(lambda: live.http.get("/api/positions").json(), 10)
+        assert live.http.get("/api/positions").json()[0]["protection"] == "entering"
+        # the watchdog cancels the rest of the entry and protects the unit that filled
+        wait_until(lambda: any(r["method"] == "DELETE" for r in fake.orders), 10)
+        wait_until(lambda: placed(fake, "SL-M"), 10)
+        assert [r["form"]["quantity"] for r in placed(fake, "SL-M")] == ["1"]
+        wait_until(lambda: live.http.get("/api/positions").json()[0]["protection"] == "protected")
+        [position] = live.http.get("/api/positions").json()
+        assert position["qty"] == 1 and entry["form"]["quantity"] == "2"
+    finally:
+        assert live.stop() == 0

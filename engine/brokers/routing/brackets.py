@@ -102,7 +102,8 @@ class Bracket:
     #: the current ``stop`` and ``target`` legs
     legs: dict[str, Track] = field(default_factory=dict)
     exit: Track | None = None
-    #: monotonic time since when the held position has had no resting stop, None while it has
+    #: monotonic time since when the held position has had no resting stop (or, while its
+    #: entry is still filling, none yet), None while it has
     unprotected_since: float | None = None
     #: monotonic time the bracket stopped being its instrument's current one
     retired_at: float | None = None
@@ -136,7 +137,8 @@ class Bracket:
     def note(self, held_qty: int, now: float | None = None) -> str:
         """Update :attr:`unprotected_since` from the position now held; return the state."""
         state = self.protection(held_qty)
-        if state != "unprotected":
+        exposed = state == "unprotected" or (state == "entering" and held_qty > 0)
+        if not exposed:
             self.unprotected_since = None
         elif self.unprotected_since is None:
             self.unprotected_since = time.monotonic() if now is None else now

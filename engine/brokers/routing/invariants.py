@@ -58,10 +58,17 @@ async def watch(router: Router) -> None:
     alerted: set[tuple[str, str]] = set()
     while True:
         await asyncio.sleep(WATCH_S)
+        now = time.monotonic()
         for i in range(router.state.n):
-            unprotected = router.current[i] is not None and router.refresh(i) == "unprotected"
-            if unprotected and not router.expired:
+            bracket = router.current[i]
+            state = "flat" if bracket is None else router.refresh(i)
+            if state == "unprotected" and not router.expired:
                 router.spawn(router.protect(i))  # places only what is missing
+            since = bracket.unprotected_since if bracket is not None else None
+            late = since is not None and now - since >= GRACE_S
+            if state == "entering" and late and bracket.entry is not None:
+                # an entry still filling after the grace: cut it to what filled and protect that
+                router.cancel_later(bracket.entry)
         found = breaches(router)
         for key in sorted(found.keys() - alerted):
             router.alert("unprotected", found[key])

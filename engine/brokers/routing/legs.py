@@ -48,7 +48,7 @@ class LegKeeper:
             for leg in bracket.legs.values():
                 if not leg.final:
                     stale.append({**leg.view(), "symbol": self.state.symbols[leg.i]})
-                    self._cancel_later(leg)
+                    self.cancel_later(leg)
         return stale
 
     async def _exit(self, bracket: Bracket) -> None:
@@ -80,7 +80,7 @@ class LegKeeper:
             if bracket.entry is not None and not bracket.entry.final:
                 legs.append(bracket.entry)  # what it has not filled yet is not wanted
             for leg in legs:
-                self._cancel_later(leg)
+                self.cancel_later(leg)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(CANCEL_WAIT_S):
                     for leg in legs:
@@ -108,7 +108,7 @@ class LegKeeper:
         await asyncio.sleep(RETRY_S)
         await self._renewed.wait()
 
-    def _cancel_later(self, track: Track, force: bool = False) -> None:
+    def cancel_later(self, track: Track, force: bool = False) -> None:
         """Have ``track`` cancelled, retrying until the broker reports it final."""
         if track.final or (track.cancelling and not force):
             return
@@ -154,7 +154,7 @@ class LegKeeper:
             leg = bracket.legs.get(role)
             if leg is not None and (leg.qty, leg.side) != (qty, -side):
                 # the position changed under it (an adopt, a partial fill): replace it
-                self._cancel_later(leg)
+                self.cancel_later(leg)
                 del bracket.legs[role]
             elif (leg is not None and not leg.cancelling) or levels[role] <= 0:
                 continue

@@ -164,7 +164,7 @@ class Router(LegKeeper):
         self.current[i] = None
         old.phase, old.retired_at = "done", time.monotonic()
         for leg in list(old.legs.values()):
-            self._cancel_later(leg)
+            self.cancel_later(leg)
         self._forget(old)
 
     def hold(self, i: int) -> int:
@@ -255,7 +255,7 @@ class Router(LegKeeper):
         self.on_order(order)
         if not track.final and not self._wanted(track) and track.role != "entry":
             # its position closed while the placement was on its way
-            self._cancel_later(track, force=True)
+            self.cancel_later(track, force=True)
 
     def record(self, action: str, track: Track, **fields) -> None:
         """Journal an ``order`` line of ``track`` (``sending``, ``placed``, ``adopted``)."""
@@ -374,7 +374,7 @@ class Router(LegKeeper):
             open_ = current and bracket.phase == "open" and side != layout.FLAT
             if status == "filled":
                 for other in list(bracket.legs.values()):
-                    self._cancel_later(other)
+                    self.cancel_later(other)
                 if current and side == layout.FLAT:
                     self._retire(i)
                 elif open_:
