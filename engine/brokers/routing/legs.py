@@ -74,7 +74,7 @@ class LegKeeper:
                 if side == layout.FLAT or self.current[i] is not bracket:
                     break
                 reason = track.reason if track is not None else layout.R_MANUAL
-                tag = self._new_tag()
+                tag = self.new_tag()
                 bracket.exit = track = self.track(tag, "exit", i, -side, qty, reason, bracket.key)
             legs = list(bracket.legs.values())
             if bracket.entry is not None and not bracket.entry.final:
@@ -160,7 +160,7 @@ class LegKeeper:
                 continue
             price = float(round(levels[role]) * tick)
             leg = self.track(
-                self._new_tag(), role, i, -side, qty, LEG_REASONS[role], bracket.key,
+                self.new_tag(), role, i, -side, qty, LEG_REASONS[role], bracket.key,
                 LEG_TYPES[role], price,
             )  # fmt: skip
             bracket.legs[role] = leg

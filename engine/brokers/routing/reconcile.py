@@ -147,14 +147,13 @@ async def adopt(router: Router) -> dict:
         if _held(mine) == _held(theirs):
             continue
         i = state.index[symbol]
+        # journaled as fills of the router's own tags: close the engine's, open the broker's
         if mine is not None:
-            side = layout.SHORT if mine["side"] == "long" else layout.LONG
-            engine.broker_fill(
-                i, side, mine["qty"], mine["entry_price"], layout.R_MANUAL, now, tag="adopt"
-            )
+            closing = layout.SHORT if mine["side"] == "long" else layout.LONG
+            price, reason = mine["entry_price"], layout.R_MANUAL
+            engine.broker_fill(i, closing, mine["qty"], price, reason, now, tag=router.new_tag())
         if theirs is not None:
-            side = layout.LONG if theirs["side"] == "long" else layout.SHORT
-            engine.broker_fill(
-                i, side, theirs["qty"], theirs["entry_price"], layout.R_NONE, now, tag="adopt"
-            )
+            opening = layout.LONG if theirs["side"] == "long" else layout.SHORT
+            price, reason = theirs["entry_price"], layout.R_NONE
+            engine.broker_fill(i, opening, theirs["qty"], price, reason, now, tag=router.new_tag())
     return await reconcile(router)

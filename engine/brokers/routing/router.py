@@ -152,7 +152,8 @@ class Router(LegKeeper):
         self.by_tag[tag] = track
         return track
 
-    def _new_tag(self) -> str:
+    def new_tag(self) -> str:
+        """Return a fresh tag for an order (or a position) the router makes itself."""
         self._made += 1
         # upper case: the intents' base-36 tags are lower case, so never the same
         return f"{TAG_PREFIX}{self.journal.run_id}L{base36(self._made)}"
@@ -170,7 +171,7 @@ class Router(LegKeeper):
     def hold(self, i: int) -> int:
         """Give row ``i``'s held position a current bracket if it has none; return ``i``."""
         if self.current[i] is None and self.held(i)[0] != layout.FLAT:
-            self.start_bracket(i, self._new_tag(), "open")
+            self.start_bracket(i, self.new_tag(), "open")
         return i
 
     def drop(self, track: Track, reason: str) -> None:
