@@ -54,6 +54,17 @@ def trade_records(rows: np.ndarray, symbols: tuple[str, ...]) -> list[dict]:
     ]
 
 
+def block_records(rows: np.ndarray, symbols: tuple[str, ...], note: dict) -> list[dict]:
+    """Decode one drained block of events; ``note`` (the broker order behind a live fill: its
+    tag and order id, see ``Engine.fill_note``) goes into the block's entry and exit records."""
+    records = [event_record(row, symbols) for row in rows]
+    if note:
+        for record in records:
+            if record["type"] in ("entry", "exit"):
+                record.update(note)
+    return records
+
+
 def event_record(row: np.ndarray, symbols: tuple[str, ...]) -> dict:
     """Return one event row as a journal record with a ``type`` field."""
     floats = row.view(np.float64)

@@ -27,7 +27,7 @@ from engine.brokers.paper import PaperBroker
 from engine.brokers.routing import Router, adopt, reconcile
 from engine.config import ConfigError, EngineConfig, dump_config, parse_config
 from engine.core import Engine
-from engine.events import RefusalFilter, event_record, trade_records
+from engine.events import RefusalFilter, block_records, trade_records
 from engine.feeds.sim import SimFeed
 from engine.feeds.ticks import TickBatch
 from engine.feeds.ws import WsFeed
@@ -119,12 +119,7 @@ class Runtime:
     def _on_events(self, rows: np.ndarray, recv_ns: int) -> None:
         submit_ns = time.monotonic_ns()
         symbols = self.engine.state.symbols
-        records = [event_record(row, symbols) for row in rows]
-        note = self.engine.fill_note
-        if note:
-            for record in records:
-                if record["type"] in ("entry", "exit"):
-                    record.update(note)
+        records = block_records(rows, symbols, self.engine.fill_note)
         self.journal.write(records, recv_ns, submit_ns)
         if self.router is not None:
             self.router.on_records(records)

@@ -165,10 +165,10 @@ def test_a_restart_adopts_matching_orders_and_halts_on_a_mismatch(tmp_path, fake
         assert live.status()["halt"] is None
         [position] = live.http.get("/api/positions").json()
         assert (position["side"], position["qty"]) == ("long", 2)
-        # the adopted position is protected for all of it: fresh legs for 2 replace the old
-        wait_until(lambda: [r["form"]["quantity"] for r in placed(fake, "SL-M")] == ["1", "2"], 10)
-        old_stop = placed(fake, "SL-M")[0]
-        assert any(r["method"] == "DELETE" for r in fake.orders), old_stop
+        # the adopted position is protected for all of it: both legs resized to 2 at Kite
+        wait_until(lambda: live.http.get("/api/positions").json()[0]["protection"] == "protected")
+        resized = [r["form"].get("quantity") for r in fake.orders if r["method"] == "PUT"]
+        assert resized == ["2", "2"] and len(placed(fake)) == 4, "the 3 and the trader's"
     finally:
         assert live.stop() == 0
 

@@ -47,6 +47,7 @@ class FakeProjectX(FakeGateway):
         super().__init__(contracts, accounts)
         self._throttle = 0
         self._stall = 0.0
+        self._failures: dict[str, list[tuple[int, bool]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._main, name="fake-projectx", daemon=True)
@@ -129,6 +130,26 @@ class FakeProjectX(FakeGateway):
         """Refuse the next Order/place with ``message`` (``success: false``)."""
         self._in_loop(setattr, self, "_reject", message)
 
+    def reject_next_of(self, order_type: int, message: str) -> None:
+        """Refuse the next Order/place of ``order_type`` (1 Limit, 2 Market, 3 StopLimit,
+        4 Stop) with ``message``; other placements go through."""
+        self._in_loop(lambda: self._typed_rejects.setdefault(order_type, []).append(message))
+
+    def refuse_crossed_stops(self, on: bool = True) -> None:
+        """Refuse Stop and StopLimit orders whose stop the last price has already reached,
+        instead of triggering them at the next print."""
+        self._in_loop(setattr, self, "_refuse_crossed", on)
+
+    def fail_next(self, path: str, status: int = 500, act: bool = False) -> None:
+        """Answer the next request of ``path`` (``Order/place``, ``Order/cancel``, ...) with
+        HTTP ``status``; with ``act`` it is carried out first (the answer is lost)."""
+        self._in_loop(lambda: self._failures.setdefault(path, []).append((status, act)))
+
+    def resend_user_event(self, back: int = 1) -> None:
+        """Push the ``back``-th last user-hub event again: 1 repeats the last one, more sends
+        an older state after newer ones (a duplicated, out-of-order update)."""
+        self._in_loop(self.hubs.resend_user, back)
+
     def drop(self, hub: str) -> None:
         """Close every connection of ``hub`` from the server side."""
         self._in_loop(self.hubs.drop, hub)
@@ -169,6 +190,11 @@ class FakeProjectX(FakeGateway):
         handler = self._handlers.get(path)
         if handler is None:
             return Response(status_code=404)
+        if self._failures.get(path):
+            status, act = self._failures[path].pop(0)
+            if act:
+                handler(self, body or {})
+            return Response(orjson.dumps({"title": "Internal Server Error"}), status_code=status)
         answer = orjson.dumps(handler(self, body or {}))
         if path == "Order/place" and self._stall:
             stall, self._stall = self._stall, 0.0

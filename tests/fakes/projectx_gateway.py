@@ -97,6 +97,10 @@ class FakeGateway:
         self.pings_received = self.hubs.pings_received
         self._ids = itertools.count(9_100_001)
         self._reject: str | None = None
+        #: order type -> messages refusing the next placements of that type
+        self._typed_rejects: dict[int, list[str]] = {}
+        #: refuse Stop and StopLimit orders whose stop the last price has already reached
+        self._refuse_crossed = False
 
     # -- REST ------------------------------------------------------------------------------------
 
@@ -146,6 +150,10 @@ class FakeGateway:
         if self._reject is not None:
             message, self._reject = self._reject, None
             return _fail(2, message, orderId=None)
+        if self._typed_rejects.get(body.get("type")):
+            return _fail(2, self._typed_rejects[body["type"]].pop(0), orderId=None)
+        if self._refuse_crossed and self._crossed(body):
+            return _fail(2, "Invalid stop price: the market is already through it.", orderId=None)
         kind, side, size = body.get("type"), body.get("side"), body.get("size")
         tag = body.get("customTag")
         problem = None
@@ -178,6 +186,12 @@ class FakeGateway:
         }  # fmt: skip
         self.book[order["id"]] = order
         return order
+
+    def _crossed(self, body: dict) -> bool:
+        price, stop = self.prices.get(body.get("contractId")), body.get("stopPrice")
+        if body.get("type") not in (3, 4) or price is None or stop is None:
+            return False
+        return stop <= price if body.get("side") == 0 else stop >= price
 
     def _open_order(self, body: dict) -> dict | None:
         order = self.book.get(body.get("orderId"))  # type: ignore[arg-type]

@@ -62,6 +62,8 @@ class FakeHubs:
         self.pings_received = {"market": 0, "user": 0}
         #: per hub: the connected clients
         self.peers: dict[str, list[Peer]] = {"market": [], "user": []}
+        #: every user-hub event pushed: (payload, subscription), oldest first
+        self.user_sent: list[tuple[bytes, tuple]] = []
 
     def route(self, request: WSUpgradeRequest):
         """Accept an upgrade to a hub with a valid token; refuse a bad token with HTTP 401."""
@@ -84,7 +86,16 @@ class FakeHubs:
     def user(self, target: str, record: dict) -> None:
         """Push ``record`` as a ``{"action", "data"}`` user-hub event to its subscribers."""
         payload = invocation(target, [{"action": 1, "data": dict(record)}])
-        self.broadcast("user", payload, (USER_EVENTS[target], record["accountId"]))
+        subscription = (USER_EVENTS[target], record["accountId"])
+        self.user_sent.append((payload, subscription))
+        self.broadcast("user", payload, subscription)
+
+    def resend_user(self, back: int = 1) -> None:
+        """Push the ``back``-th last user-hub event again (1: the last one)."""
+        if len(self.user_sent) >= back:
+            payload, subscription = self.user_sent[-back]
+            self.user_sent.append((payload, subscription))
+            self.broadcast("user", payload, subscription)
 
     def market(self, contract_id: str, trade: list, quote: dict) -> None:
         """Send GatewayTrade and GatewayQuote, in one frame, to each client subscribed."""

@@ -20,7 +20,7 @@ import uvicorn
 from picows import WSMsgType
 
 from engine.config_models import EngineConfig
-from tests.fakes.upstox_exchange import execute, match, new_order
+from tests.fakes.upstox_exchange import execute, match, new_order, public
 from tests.fakes.upstox_feed import UpstoxFeedServer, ltpc_frame
 from tests.fakes.upstox_rest import build_app
 
@@ -61,6 +61,12 @@ class FakeUpstox:
         self._reject: tuple[str, str] | None = None
         self._delay = 0.0
         self._failures: dict[str, list] = {}
+        #: order type -> messages refusing the next placements of that type (400)
+        self._typed_rejects: dict[str, list[str]] = {}
+        #: refuse SL and SL-M orders whose trigger the LTP has already reached
+        self._refuse_crossed = False
+        #: order books to answer the next ``retrieve-all`` calls with, oldest first
+        self._stale_books: list[list[dict]] = []
         self._ids = itertools.count(250101000000001)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: uvicorn.Server | None = None
@@ -100,7 +106,9 @@ class FakeUpstox:
 
     async def _serve(self) -> None:
         await self.feed.start("127.0.0.1", 0)
-        sock = socket.socket()
+        # named TCP, so asyncio turns Nagle off on its connections: a plain socket() would
+        # hold every answer ~40 ms for the client's delayed ACK
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.bind(("127.0.0.1", 0))
         self.rest_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         config = uvicorn.Config(self.app, log_level="error", lifespan="off", access_log=False)
@@ -159,6 +167,29 @@ class FakeUpstox:
         with self._lock:
             self._failures[path] = [n, status, "UDAPI100500", message]
 
+    def reject_next_of(self, order_type: str, message: str) -> None:
+        """Refuse (400) the next placement of ``order_type`` (``MARKET``, ``LIMIT``, ``SL``,
+        ``SL-M``) with ``message``; other placements go through."""
+        with self._lock:
+            self._typed_rejects.setdefault(order_type, []).append(message)
+
+    def refuse_crossed_stops(self, on: bool = True) -> None:
+        """Refuse (400) SL and SL-M orders whose trigger the LTP has already reached, instead of
+        triggering them on arrival."""
+        with self._lock:
+            self._refuse_crossed = on
+
+    def book_snapshot(self) -> list[dict]:
+        """Return the order book as ``retrieve-all`` answers it now."""
+        with self._lock:
+            return [public(order) for order in self.book.values()]
+
+    def serve_book_next(self, entries: list[dict]) -> None:
+        """Answer the next ``retrieve-all`` with ``entries`` (an older snapshot: a stale,
+        out-of-order view of the orders) instead of the current book."""
+        with self._lock:
+            self._stale_books.append([dict(entry) for entry in entries])
+
     def delay_next_place(self, seconds: float) -> None:
         """Create the next order but answer its place call only after ``seconds``."""
         with self._lock:
@@ -207,6 +238,17 @@ class FakeUpstox:
         ltp = self.ltp.get(key)
         if ltp is not None:
             match(self.book, ltp, key, self.positions, self.instruments)
+
+    def _refusal(self, body: dict) -> str | None:
+        typed = self._typed_rejects.get(body["order_type"])
+        if typed:
+            return typed.pop(0)
+        if self._refuse_crossed and body["order_type"] in ("SL", "SL-M"):
+            ltp = self.ltp.get(body["instrument_token"])
+            trigger, buy = float(body["trigger_price"]), body["transaction_type"] == "BUY"
+            if ltp is not None and (trigger <= ltp if buy else trigger >= ltp):
+                return "Trigger price is not valid for the last traded price"
+        return None
 
     def _create(self, body: dict) -> str:
         order_id = str(next(self._ids))

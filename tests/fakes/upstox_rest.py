@@ -151,6 +151,9 @@ def build_app(fake: FakeUpstox) -> FastAPI:
             if refused is None and fake._reject and fake._reject[0] == "place":
                 refused = problem(400, "UDAPI100500", fake._reject[1])
                 fake._reject = None
+            if refused is None:
+                reason = fake._refusal(body)
+                refused = None if reason is None else problem(400, "UDAPI100500", reason)
             if refused is not None:
                 return refused
             order_id = fake._create(body)
@@ -192,6 +195,8 @@ def build_app(fake: FakeUpstox) -> FastAPI:
     @app.get("/v2/order/retrieve-all")
     async def order_book() -> Response:
         with fake._lock:
+            if fake._stale_books:
+                return success(fake._stale_books.pop(0))
             return success([public(order) for order in fake.book.values()])
 
     @app.get("/v2/order/details")

@@ -174,7 +174,7 @@ class ProjectXBroker:
         body = place_body(order, self.account_id, contract["id"])
         gen = self.session.gen
         try:
-            data = await self.session.post("/Order/place", body, check=False, guard=guard)
+            data = await self._send_place(body, order.tag, guard)
         except TokenExpired:
             if self.session.gen == gen:
                 raise
@@ -182,23 +182,29 @@ class ProjectXBroker:
             found = await self.order_by_tag(order.tag)
             if found is not None:
                 return found
-            data = await self.session.post("/Order/place", body, check=False, guard=guard)
-        except (RateLimited, Dropped):
-            raise
-        except BrokerError as error:
-            if 0 < error.status < 500:
-                raise
-            # no answer, or a server error: the order may exist; its tag says
-            found = await self._lookup_quietly(order.tag)
-            if found is not None:
-                return found
-            raise
+            data = await self._send_place(body, order.tag, guard)
+        if isinstance(data, OrderState):
+            return data  # the answer was lost, the order found by its tag
         if not data.get("success") or data.get("orderId") is None:
             reason = message_of(data)
             state = requested(order, order.tag, "rejected", reason)
             self._stream.emit("rejected", state, reason, time.time_ns())
             return state
         return self.tracker.observe(requested(order, str(data["orderId"]), "working"))
+
+    async def _send_place(self, body: dict, tag: str, guard: Guard | None) -> dict | OrderState:
+        try:
+            return await self.session.post("/Order/place", body, check=False, guard=guard)
+        except (TokenExpired, RateLimited, Dropped):
+            raise
+        except BrokerError as error:
+            if 0 < error.status < 500:
+                raise
+            # no answer, or a server error: the order may exist; its tag says
+            found = await self._lookup_quietly(tag)
+            if found is not None:
+                return found
+            raise
 
     async def modify(
         self,

@@ -69,6 +69,11 @@ class Track:
         return self.status in FINAL
 
     @property
+    def open_qty(self) -> int:
+        """Units still to fill."""
+        return self.qty - self.filled
+
+    @property
     def resting(self) -> bool:
         """Whether the broker holds it open and the router still wants it there."""
         return self.status == "working" and not self.cancelling
@@ -113,7 +118,7 @@ class Bracket:
     def stop_resting(self, qty: int) -> bool:
         """Whether a stop for ``qty`` units rests at the broker and is wanted there."""
         stop = self.legs.get("stop")
-        return stop is not None and stop.resting and stop.qty == qty
+        return stop is not None and stop.resting and stop.open_qty == qty
 
     def exiting(self) -> bool:
         """Whether an exit is on its way (sent, or being sent once the legs are gone)."""

@@ -149,14 +149,14 @@ class LegKeeper:
             return
         tick = book[i, layout.I_TICK_SIZE]
         levels = {"target": book[i, layout.I_TARGET], "stop": book[i, layout.I_STOP]}
+        await self.fit(i)
+        side, qty = self.held(i)
+        if self.current[i] is not bracket or bracket.phase != "open" or side == layout.FLAT:
+            return
         sends = []
         for role in ("stop", "target"):
             leg = bracket.legs.get(role)
-            if leg is not None and (leg.qty, leg.side) != (qty, -side):
-                # the position changed under it (an adopt, a partial fill): replace it
-                self.cancel_later(leg)
-                del bracket.legs[role]
-            elif (leg is not None and not leg.cancelling) or levels[role] <= 0:
+            if (leg is not None and not leg.cancelling) or levels[role] <= 0:
                 continue
             price = float(round(levels[role]) * tick)
             leg = self.track(
@@ -167,6 +167,37 @@ class LegKeeper:
             sends.append(self._send(leg))
         self.refresh(i)
         await asyncio.gather(*sends)
+
+    async def fit(self, i: int) -> None:
+        """Make what row ``i``'s legs have still to fill the position's size (after a partial
+        fill of one of them, an adopt): a modify of the quantity, else a fresh leg."""
+        bracket = self.current[i]
+        if bracket is None or i in self._fitting:
+            return
+        self._fitting.add(i)
+        try:
+            for role, leg in list(bracket.legs.items()):
+                side, qty = self.held(i)
+                if leg.final or leg.cancelling or (leg.open_qty, leg.side) == (qty, -side):
+                    continue
+                if leg.order_id is not None and leg.side == -side and qty:
+                    try:
+                        await self.adapter.modify(leg.order_id, qty=leg.filled + qty)
+                    except OrderError:
+                        continue  # it finished meanwhile: the update stream says how
+                    except BrokerError as error:
+                        self.alert("broker_error", f"resize {leg.tag}: {error.message}")
+                    else:
+                        leg.qty = leg.filled + qty
+                        self.journal.line("order", "modified", tag=leg.tag, qty=leg.qty)
+                        continue
+                # the wrong side, not placed yet, or not to be changed: replace it
+                self.cancel_later(leg)
+                if bracket.legs.get(role) is leg:
+                    del bracket.legs[role]
+        finally:
+            self._fitting.discard(i)
+            self.refresh(i)
 
     async def _move_stop(self, i: int) -> None:
         self._moving.add(i)

@@ -86,6 +86,8 @@ class Router(LegKeeper):
         #: the stop price each row's resting stop should have (trail), and rows being modified
         self.wanted_stop: dict[int, float] = {}
         self._moving: set[int] = set()
+        #: rows whose legs are being resized (:meth:`fit`)
+        self._fitting: set[int] = set()
         self.expired = False
         #: set by :func:`~engine.brokers.routing.reconcile.reconcile` once the journal's orders
         #: are back
@@ -329,12 +331,16 @@ class Router(LegKeeper):
             reason = layout.R_ORPHAN
         note = {"tag": track.tag, "order_id": track.order_id}
         self.engine.broker_fill(i, track.side, qty, price, reason, ts, **note)
-        if mine:
-            return
-        symbol = self.state.symbols[i]
-        self.alert("orphan_fill", f"{symbol}: {track.role} {track.tag} of a closed position "
-                   f"filled {qty} at {price:g}; closing what it opened")  # fmt: skip
         after, _ = self.held(i)
+        if mine and (track.role == "entry" or after != track.side):
+            if track.role != "entry" and after != layout.FLAT:
+                self.spawn(self.protect(i))  # a partial fill: the rest of the legs fit what is left
+            return
+        # a position no strategy chose: opened by a leg of a closed position, or by a leg that
+        # filled through the position it protected (sized for more than was left)
+        symbol = self.state.symbols[i]
+        self.alert("orphan_fill", f"{symbol}: {track.role} {track.tag} filled {qty} at "
+                   f"{price:g} beyond its position; closing what it opened")  # fmt: skip
         if after == layout.FLAT:
             self._retire(i)
         else:
