@@ -253,7 +253,8 @@ class Router(LegKeeper):
 
     def _placed(self, track: Track, order: OrderState) -> None:
         track.order_id = order.order_id
-        self.by_id[order.order_id] = track
+        if not track.final:  # else the update stream settled it before the answer came
+            self.by_id[order.order_id] = track
         self.record("placed", track, status=order.status)
         self.on_order(order)
         if not track.final and not self._wanted(track) and track.role != "entry":
