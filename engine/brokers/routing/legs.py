@@ -125,7 +125,7 @@ class LegKeeper:
             except OrderError:
                 return  # not open any more: its final state is on the update stream
             except TokenExpired:
-                await self._renewed.wait()
+                await self._pause()  # a second, then until the token is renewed
                 continue
             except BrokerError as error:
                 if not alerted:
@@ -213,7 +213,7 @@ class LegKeeper:
                 except OrderError:
                     return  # filled or gone meanwhile: the update stream says which
                 except TokenExpired:
-                    await self._renewed.wait()
+                    await self._pause()
                     continue
                 except BrokerError as error:
                     self.alert("broker_error", f"move stop {leg.tag}: {error.message}")
