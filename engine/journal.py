@@ -61,6 +61,8 @@ class Journal:
         self.session = cfg.session
         self.symbols = symbols
         self.fsync = cfg.journal.fsync
+        #: what :func:`repair_tail` mended before this run appended anything, or None
+        self.repaired = repair_tail(self.path)
         self._file = open(self.path, "ab")  # noqa: SIM115 - lives as long as the journal
         # 8 base-36 digits of the start in ms (until 2059): tags stay unique across restarts
         self.run_id = base36(time.time_ns() // 1_000_000).rjust(8, "0")
@@ -161,6 +163,61 @@ class Journal:
         if not self._file.closed:
             self.flush()
             self._file.close()
+
+
+def repair_tail(path: Path) -> dict | None:
+    """End the journal at ``path`` cleanly before anything is appended to it.
+
+    A crash or power loss mid-write can leave a last line without its newline. Appending after
+    it would glue the next line (a fill, say) onto it and lose both. A last line that is whole
+    JSON but for its newline gets the newline; a torn one is moved to ``<name>.torn-<ns>`` for
+    the operator and cut from the journal.
+
+    Returns
+    -------
+    dict or None
+        None when the journal ends cleanly or is absent; else ``newline_added: True``, or
+        ``torn_bytes`` and ``kept_in`` (the file that holds them).
+    """
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return None
+    if size == 0:
+        return None
+    with open(path, "rb+") as file:
+        file.seek(size - 1)
+        if file.read(1) == b"\n":
+            return None
+        start = _last_line_start(file, size)
+        file.seek(start)
+        tail = file.read()
+        try:
+            whole = isinstance(orjson.loads(tail), dict)
+        except orjson.JSONDecodeError:
+            whole = False
+        if whole:
+            file.seek(size)
+            file.write(b"\n")
+            return {"newline_added": True}
+        kept = path.with_name(f"{path.name}.torn-{time.time_ns()}")
+        kept.write_bytes(tail)
+        file.truncate(start)
+        file.flush()
+        os.fsync(file.fileno())
+    return {"torn_bytes": len(tail), "kept_in": str(kept)}
+
+
+def _last_line_start(file, size: int) -> int:
+    end = size
+    while end > 0:
+        begin = max(0, end - 65_536)
+        file.seek(begin)
+        newline = file.read(end - begin).rfind(b"\n")
+        if newline >= 0:
+            return begin + newline + 1
+        end = begin
+    return 0
 
 
 def read_journal(path: str | os.PathLike[str]) -> Iterator[dict]:

@@ -210,7 +210,8 @@ class Runtime:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self.stop)
-        self.journal.control("start", restored=self.restored)
+        repaired = {} if self.journal.repaired is None else {"repaired": self.journal.repaired}
+        self.journal.control("start", restored=self.restored, **repaired)
         tasks = []
         if self.adapter is not None:
             try:
@@ -317,6 +318,8 @@ def run_live(cfg: EngineConfig, out: TextIO = sys.stdout) -> None:
             file=out,
             flush=True,
         )
+        if runtime.journal.repaired is not None:
+            print(f"otrade: journal repaired: {runtime.journal.repaired}", file=out, flush=True)
         await runtime.run()
 
     uvloop.run(main())

@@ -16,6 +16,7 @@ from engine.journal import Journal, read_journal, restore
 from engine.state import State
 from kernels import layout
 from tests.conftest import wait_until
+from tests.live import LiveEngine
 from tests.test_cli import ROOT, read_lines
 
 TS0 = 1_763_700_000_000_000_000  # 2025-11-21 04:40 UTC
@@ -215,3 +216,54 @@ def test_a_run_of_the_same_refusal_is_journaled_once(tmp_path):
     lines = [line for line in read_journal(cfg.journal.path) if line["type"] == "risk"]
     assert refused > 10
     assert [(line["event"], line["reason"]) for line in lines] == [("refused", "outside_session")]
+
+
+def test_a_torn_last_line_is_set_aside_and_every_later_line_survives(tmp_path):
+    cfg = parse_config(orjson.dumps(config(tmp_path)))
+    engine = Engine(cfg)
+    journal = Journal(cfg, engine.state.symbols)
+    engine.sinks.append(journal)
+    idx, price, size, ts = walk(2_000)
+    engine.process(idx, price, size, ts, len(idx))
+    journal.close()
+    path = Path(cfg.journal.path)
+    lines = path.read_bytes().splitlines(keepends=True)
+    assert len(lines) > 3
+    body, last = b"".join(lines[:-1]), lines[-1]
+    for cut in range(len(last)):  # 0: it ends cleanly; len - 1: whole but for its newline
+        path.write_bytes(body + last[:cut])
+        for old in tmp_path.glob("journal.jsonl.torn-*"):
+            old.unlink()
+        restart = Journal(cfg, engine.state.symbols)
+        restart.control("start")
+        restart.line("fill", "exit", symbol="NIFTY")
+        restart.close()
+        whole = lines[:-1] + ([last] if cut == len(last) - 1 else [])
+        after = path.read_bytes().splitlines()
+        assert len(after) == len(whole) + 2, f"cut at {cut}: a line was glued or lost"
+        assert [orjson.loads(line) for line in after[:-2]] == [orjson.loads(w) for w in whole]
+        assert [orjson.loads(line)["action"] for line in after[-2:]] == ["start", "exit"]
+        torn = list(tmp_path.glob("journal.jsonl.torn-*"))
+        if cut == 0:
+            assert restart.repaired is None and torn == []
+        elif cut == len(last) - 1:
+            assert restart.repaired == {"newline_added": True} and torn == []
+        else:
+            [kept] = torn
+            assert kept.read_bytes() == last[:cut]
+            assert restart.repaired == {"torn_bytes": cut, "kept_in": str(kept)}
+
+
+def test_a_start_after_a_torn_write_says_what_it_repaired(tmp_path):
+    journal = tmp_path / "journal.jsonl"
+    whole = b'{"type":"control","action":"stop","ts":1}\n'
+    journal.write_bytes(whole + b'{"type":"fill","action":"ex')
+    live = LiveEngine(tmp_path)
+    try:
+        lines = live.lines()  # every line parses: nothing was glued onto the torn bytes
+        [start] = [line for line in lines if line["action"] == "start"]
+        assert start["repaired"]["torn_bytes"] == len(b'{"type":"fill","action":"ex')
+        assert Path(start["repaired"]["kept_in"]).read_bytes() == b'{"type":"fill","action":"ex'
+        assert lines[0] == orjson.loads(whole)
+    finally:
+        assert live.stop() == 0
