@@ -241,7 +241,7 @@ def restore(state: State, path: str | os.PathLike[str], today: date) -> dict:
     halt stays until a later ``resume`` line. Return a summary of what was restored.
     """
     positions: dict[str, dict] = {}
-    realized = day_realized = peak = 0.0
+    realized = day_realized = peak = max_drawdown = 0.0
     halt = 0
     last_seq = -1
     for line in read_journal(path):
@@ -261,6 +261,7 @@ def restore(state: State, path: str | os.PathLike[str], today: date) -> dict:
                         del positions[symbol]
                 realized += line["pnl"]
                 peak = max(peak, realized)
+                max_drawdown = max(max_drawdown, peak - realized)
                 if line["day"] == today.isoformat():
                     day_realized += line["pnl"]
         elif kind == ORDER and line["action"] == "modify" and line["symbol"] in positions:
@@ -277,8 +278,13 @@ def restore(state: State, path: str | os.PathLike[str], today: date) -> dict:
     book, acct = state.book, state.acct
     book[acct, layout.A_REALIZED] = realized
     book[acct, layout.A_DAY_REALIZED] = day_realized
+    # the figures the first tick's mark-to-market would give (no price yet: nothing unrealized),
+    # so the status and the loss limits read the restored account before any tick
     book[acct, layout.A_EQUITY] = realized
     book[acct, layout.A_PEAK] = peak
+    book[acct, layout.A_DRAWDOWN] = peak - realized
+    book[acct, layout.A_MAX_DRAWDOWN] = max_drawdown
+    book[acct, layout.A_DAY_PNL] = day_realized
     state.ints[acct, layout.A_HALT] = halt
     state.ints[acct, layout.A_SEQ] = last_seq + 1
     return {

@@ -267,3 +267,28 @@ def test_a_start_after_a_torn_write_says_what_it_repaired(tmp_path):
         assert lines[0] == orjson.loads(whole)
     finally:
         assert live.stop() == 0
+
+
+def test_a_restart_shows_the_restored_account_before_any_tick(tmp_path):
+    cfg = parse_config(orjson.dumps(config(tmp_path)))
+    lines = []
+    for k, pnl in enumerate((10.0, -30.0, 5.0)):
+        day = "2025-11-20" if k == 0 else "2025-11-21"
+        fill = {"symbol": "NIFTY", "qty": 1, "price": 100.0, "tick_t": TS0 + k, "day": day}
+        lines.append({"type": "fill", "action": "entry", "side": "buy", "avg_price": 100.0, **fill})
+        lines.append({"type": "fill", "action": "exit", "side": "sell", "pnl": pnl, **fill})
+    Path(cfg.journal.path).write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in lines))
+    state = State(cfg)
+    restore(state, cfg.journal.path, date(2025, 11, 21))
+    account = {
+        name: state.account(getattr(layout, f"A_{name.upper()}"))
+        for name in ("realized", "day_pnl", "equity", "peak", "drawdown", "max_drawdown")
+    }
+    assert account == {
+        "realized": -15.0,
+        "day_pnl": -25.0,  # today's two exits
+        "equity": -15.0,
+        "peak": 10.0,
+        "drawdown": 25.0,
+        "max_drawdown": 30.0,  # after the -30
+    }
