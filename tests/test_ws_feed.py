@@ -258,3 +258,22 @@ async def test_a_stale_feed_pauses_entries_until_ticks_return(tmp_path) -> None:
     assert runtime.feed.state == "connected" and state.halt_reason() is None
     await stopped(runtime, task)
     await server.close()
+
+
+@run_async
+async def test_a_connection_the_client_itself_drops_is_reconnected(tmp_path) -> None:
+    server = await TickServer().start()
+    runtime = ws_runtime(server.port, tmp_path, max_frame_bytes=1024)
+    task = await started(runtime, server)
+    state = runtime.engine.state
+    server.ticks(tick(100.0, 1))
+    await until(lambda: state.book[0, layout.I_TICKS] == 1)
+    first = server.clients[0]
+    server.send(b"[" + b" " * 8000 + b"]")  # past 4x the limit: picows drops it, client-side
+    await until(lambda: server.clients and server.clients[0] is not first, timeout=10)
+    await until(lambda: runtime.feed.state == "connected")
+    assert runtime.feed.reconnects >= 1 and not task.done()
+    server.ticks(tick(100.5, 2))
+    await until(lambda: state.book[0, layout.I_TICKS] == 2)
+    await stopped(runtime, task)
+    await server.close()

@@ -104,7 +104,12 @@ class WsFeed(FeedUpkeep):
                     log.debug("feed connect to %s failed: %s", self.cfg.url, error)
                 else:
                     attempt = 0
-                    await transport.wait_disconnected()
+                    try:
+                        await transport.wait_disconnected()
+                    except Exception as error:  # noqa: BLE001
+                        # picows re-raises what ended the connection on its side (a frame
+                        # past max_frame_size, a protocol error): it reconnects like any drop
+                        log.debug("feed connection to %s ended: %r", self.cfg.url, error)
                 if self._stopping:
                     break
                 self.reconnects += 1
