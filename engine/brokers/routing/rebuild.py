@@ -111,10 +111,7 @@ def _track(router: Router, line: dict, tag: str, role: str, i: int, key: str, go
         reason = LEG_REASONS[role]
     order_type = line.get("order_type") or "market"
     price = line.get("limit_price") if order_type == "limit" else line.get("stop_price")
-    track = router.track(tag, role, i, side, line["qty"], reason, key, order_type, price)
-    track.filled, track.paid = int(got[0]), float(got[1])
     order_id = line.get("order_id")
-    if order_id:
-        track.order_id, track.status = order_id, "working"
-        router.by_id[order_id] = track
+    track = router.track(tag, role, i, side, line["qty"], reason, key, order_type, price, order_id)
+    track.filled, track.paid = int(got[0]), float(got[1])
     return track

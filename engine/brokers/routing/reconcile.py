@@ -124,10 +124,9 @@ def _adopt_leg(router: Router, order: OrderState, held: dict) -> bool:
     price = order.limit_price if role == "target" else order.stop_price
     leg = router.track(
         order.tag or "", role, i, side, order.qty, LEG_REASONS[role], bracket.key, order.type,
-        price,
+        price, order.order_id,
     )  # fmt: skip
-    leg.order_id, leg.status = order.order_id, "working"
-    router.by_id[order.order_id] = bracket.legs[role] = leg
+    bracket.legs[role] = leg
     router.record("adopted", leg, status=order.status)
     return True
 

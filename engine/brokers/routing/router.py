@@ -88,12 +88,12 @@ class Router(LegKeeper):
         self._moving: set[int] = set()
         #: rows whose legs are being resized (:meth:`fit`)
         self._fitting: set[int] = set()
-        self.expired = False
         #: set by :func:`~engine.brokers.routing.reconcile.reconcile` once the journal's orders
         #: are back
         self.rebuilt = False
         self._tasks: set[asyncio.Task] = set()
         self._made = 0
+        #: clear while the broker's token is expired (what waits for a renewal waits on it)
         self._renewed = asyncio.Event()
         self._renewed.set()
 
@@ -148,10 +148,15 @@ class Router(LegKeeper):
         key: str,
         order_type: str = "market",
         price: float | None = None,
+        order_id: str | None = None,
     ) -> Track:
-        """Register and return a new order of position ``key``."""
+        """Register and return an order of position ``key``; with ``order_id`` one already at
+        the broker (found there, or put back from the journal), working."""
         track = Track(tag, role, i, side, int(qty), reason, key, order_type, price)
         self.by_tag[tag] = track
+        if order_id:
+            track.order_id, track.status = order_id, "working"
+            self.by_id[order_id] = track
         return track
 
     def new_tag(self) -> str:
@@ -188,6 +193,11 @@ class Router(LegKeeper):
         """Return row ``i``'s side and units as the engine (and so the broker) holds them."""
         book = self.state.book
         return int(book[i, layout.I_SIDE]), int(book[i, layout.I_QTY])
+
+    @property
+    def expired(self) -> bool:
+        """Whether the broker's token is expired (entries paused, renewal being tried)."""
+        return not self._renewed.is_set()
 
     def _wanted(self, track: Track) -> bool:
         bracket = self.brackets.get(track.key)
@@ -422,12 +432,10 @@ class Router(LegKeeper):
         self.journal.line("broker", code, message=message)
         self.publish({"type": "alert", "code": code, "message": message})
         if code == "token_expired" and not self.expired:
-            self.expired = True
             self._renewed.clear()
             self.state.set_pause(PAUSE_BROKER, True)
             self.spawn(self._renew())
         elif code == "token_renewed" and self.expired:
-            self.expired = False
             self._renewed.set()
             self.state.set_pause(PAUSE_BROKER, False)
 
