@@ -70,9 +70,10 @@ def run_raw(engine: Engine, t: Ticks) -> Engine:
     """Run ``t`` through ``run_ticks`` in one call, emptying the ring if it ever hands back."""
     state = engine.state
     book, events, ints, acct = state.book, state.events, state.ints, state.acct
+    codes = state.tick_codes(t.n)
     start = 0
     while start < t.n:
-        start = run_ticks(book, events, t.idx, t.price, t.size, t.ts, start, t.n)
+        start = run_ticks(book, events, t.idx, t.price, t.size, t.ts, codes, start, t.n)
         ints[acct, layout.A_EVENTS] = 0
     return engine
 

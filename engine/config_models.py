@@ -69,6 +69,9 @@ class InstrumentConfig(_Model):
     point_value: Annotated[Float, Field(gt=0)] = 1.0
     #: Starting price of this instrument's random walk in the ``sim`` feed. Default 100.0.
     sim_start_price: Annotated[Float, Field(gt=0)] = 100.0
+    #: Price the band (``risk.price_band_pct``) checks this instrument's first tick against,
+    #: e.g. the last close; null: the first tick is taken as it is. Default null.
+    reference_price: Annotated[Float, Field(gt=0)] | None = None
     #: Kite ids; required when ``broker.name`` is ``"kite"``. Default null.
     kite: KiteIds | None = None
     #: Upstox ids; required when ``broker.name`` is ``"upstox"``. Default null.
@@ -137,6 +140,11 @@ class RiskConfig(_Model):
     max_position: Annotated[Int, Field(ge=1)] = 10
     #: Order submissions allowed per second across instruments. Default 50.
     max_orders_per_second: Annotated[Int, Field(ge=1)] = 50
+    #: Largest move of a tick from the instrument's last accepted price (before the first one,
+    #: ``reference_price`` or a restored position's entry), in percent; a tick outside it is
+    #: refused and counted as ``price_band``. In the spirit of exchange circuit limits (NSE
+    #: 10/15/20 %, CME equity index 7/13/20 %); null = no band. Default 20.
+    price_band_pct: Annotated[Float, Field(gt=0)] | None = 20.0
 
 
 def _parse_hhmm(value: str) -> time:
@@ -241,6 +249,9 @@ class FeedConfig(_Model):
     #: Seconds without a tick after which the ``ws`` feed is stale and entries pause.
     #: Default 5.
     stale_after_s: Annotated[Float, Field(gt=0)] = 5.0
+    #: Seconds a ``ws`` or ``broker`` feed's tick may be dated ahead of this machine's clock;
+    #: later ticks are refused and counted as ``future_timestamp``. Default 30.
+    max_clock_skew_s: Annotated[Float, Field(gt=0)] = 30.0
     #: Largest ``ws`` frame accepted, in bytes; larger frames are dropped and counted.
     #: Default 1048576.
     max_frame_bytes: Annotated[Int, Field(ge=1024)] = 1_048_576

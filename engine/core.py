@@ -46,6 +46,9 @@ class Engine:
         #: fields of the broker order behind the fill being drained (tag, order_id), for the
         #: sinks to add to its entry or exit record; empty otherwise
         self.fill_note: dict = {}
+        #: live real-time feeds: refuse ticks dated more than this ahead of the wall clock, ns;
+        #: None (backtests, replays) bounds them by ``layout.TS_HORIZON`` only
+        self.clock_skew_ns: int | None = None
 
     def process(
         self,
@@ -70,20 +73,20 @@ class Engine:
         if n <= 0:
             return
         state = self.state
-        first_ts = int(ts[0])
-        if first_ts >= state.calendar_end:
-            state.ensure_calendar(first_ts, first_ts)
+        if self.clock_skew_ns is not None:
+            state.ints[state.acct, layout.A_MAX_TS] = time.time_ns() + self.clock_skew_ns
+        codes = state.tick_codes(n)
         book, events = state.book, state.events
         start = 0
         while start < n:
-            start = run_ticks(book, events, idx, price, size, ts, start, n)
+            start = run_ticks(book, events, idx, price, size, ts, codes, start, n)
             self.drain(recv_ns)
             if start < n:
                 state.ensure_calendar(int(ts[start]), int(ts[start]))
         if self.paper is not None:
             # operator orders match after the strategy: within a batch, the strategy sees
             # their fills from the next batch on
-            self.paper.on_ticks(idx, price, ts, n, size=size, recv_ns=recv_ns)
+            self.paper.on_ticks(idx, price, ts, n, codes=codes, recv_ns=recv_ns)
 
     def drain(self, recv_ns: int = 0) -> None:
         """Hand the events written since the last drain to the sinks and empty the ring."""

@@ -305,6 +305,9 @@ def _restore_position(state: State, i: int, fill: dict) -> None:
     if abs(entry_ticks - round(entry_ticks)) < 1e-6:
         entry_ticks = round(entry_ticks)  # undo the float error of price = ticks * tick_size
     row[layout.I_ENTRY_TICKS] = entry_ticks
+    if row[layout.I_REF_PRICE] == 0.0:
+        # the band checks the first tick after the restart against the entry
+        row[layout.I_REF_PRICE] = fill["avg_price"]
     # exits are checked from the first tick after the restart on
     row[layout.I_ENTERED_AT] = -1.0
     if "stop" in fill:

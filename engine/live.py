@@ -94,6 +94,7 @@ class Runtime:
         if cfg.feed.name in ("ws", "broker"):
             # the broker's feed is built once the adapter has started (it needs the session)
             self.engine.state.set_pause(PAUSE_FEED, True)
+            self.engine.clock_skew_ns = int(cfg.feed.max_clock_skew_s * 1e9)
         self.stop_event = asyncio.Event()
         self.web = None
 

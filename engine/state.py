@@ -46,6 +46,8 @@ class State:
         self.calendar = self.ints[self.n : self.acct]
         self.events = np.zeros((cfg.state.event_capacity, layout.N_EVENT_COLS), np.int64)
         self.event_floats = self.events.view(np.float64)
+        #: each tick's code from the last ``run_ticks`` (0 accepted, else its reject reason)
+        self.codes = np.zeros(cfg.state.chunk_ticks, np.int8)
         self._write_parameters()
 
     def _write_parameters(self) -> None:
@@ -61,11 +63,15 @@ class State:
             row[layout.I_ATR] = np.nan
             row[layout.I_RSI] = np.nan
             ints[i, layout.I_LAST_TS] = _INT64_MIN
+            row[layout.I_REF_PRICE] = inst.reference_price or 0.0
         self.apply_strategy(cfg)
         acct = book[self.acct]
         acct[layout.A_DAILY_LOSS_LIMIT] = risk.daily_loss_limit or np.inf
         acct[layout.A_MAX_LOSS_LIMIT] = risk.max_loss_limit or np.inf
         acct[layout.A_MAX_ORDERS_PER_SEC] = risk.max_orders_per_second
+        band = risk.price_band_pct
+        acct[layout.A_PRICE_BAND] = np.inf if band is None else band / 100.0
+        ints[self.acct, layout.A_MAX_TS] = layout.TS_HORIZON
         ints[self.acct, layout.A_N_INST] = self.n
         ints[self.acct, layout.A_LIVE] = int(cfg.broker.live)
         ints[self.acct, layout.A_EVENT_CAP] = self.events.shape[0]
@@ -100,6 +106,16 @@ class State:
             row[layout.I_TARGET_ATR] = bracket.target_atr
             row[layout.I_STOP_ATR] = bracket.stop_atr
             self.ints[i, layout.I_BAR_NS] = strategy.bar_seconds * 1_000_000_000
+
+    def tick_codes(self, n: int) -> np.ndarray:
+        """Return the scratch array ``run_ticks`` writes the codes of ``n`` ticks to.
+
+        Grown (once, outside the tick path) for a batch larger than ``state.chunk_ticks``:
+        a backtest runs its whole file in one call.
+        """
+        if n > self.codes.shape[0]:
+            self.codes = np.zeros(n, np.int8)
+        return self.codes
 
     # -- session calendar ----------------------------------------------------------------------
 
@@ -144,10 +160,8 @@ class State:
     def rejected_ticks(self) -> dict[str, int]:
         """Return the ticks refused by the kernels, by reason, nonzero reasons only."""
         row = self.ints[self.acct]
-        counts = {
-            name: int(row[layout.A_REJ_UNKNOWN + k]) for k, name in enumerate(layout.REJECT_REASONS)
-        }
-        return {name: count for name, count in counts.items() if count}
+        counts = zip(layout.REJECT_REASONS, layout.REJECT_COLUMNS, strict=True)
+        return {name: int(row[column]) for name, column in counts if row[column]}
 
     def refused_entries(self) -> dict[str, int]:
         """Return entry signals refused by the risk gate, by reason, nonzero reasons only."""

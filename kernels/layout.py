@@ -87,8 +87,10 @@ I_DAY_START = 62  #: start of the session day the day statistics belong to, ns
 # -- instrument row: live broker ------------------------------------------------------------------
 I_PENDING = 63  #: live only: LONG/SHORT = an entry intent awaits the broker, PENDING_EXIT = an exit
 I_STOP_RESTING = 64  #: live only: 1 while the broker confirms the position's stop order resting
+# -- instrument row: price band ------------------------------------------------------------------
+I_REF_PRICE = 65  #: band reference before the first accepted tick (config or restored), 0 = none
 #: width of an instrument row
-N_INST_COLS = 65
+N_INST_COLS = 66
 
 # -- account row (row n of the book) -----------------------------------------------------------
 A_DAILY_LOSS_LIMIT = 0  #: day P&L at or below -limit flattens and stops entries for the day
@@ -125,11 +127,26 @@ A_N_INST = 29  #: instruments in the book
 A_CALENDAR_END = 39  #: ts beyond the calendar's last day; run_ticks stops there for a refill
 A_REFUSED = 30  #: entries refused by the risk gate, one column per G_* code (30 .. 38)
 A_LIVE = 40  #: 1 when a live broker executes the intents: no fill happens inside the kernels
+A_PRICE_BAND = 41  #: largest move from the reference price, fraction (0.2 = 20 %); inf = off
+A_MAX_TS = 42  #: ticks at or after this ts, ns, are refused (wall clock + skew live)
+A_REJ_FUTURE = 43  #: ticks refused: at or after A_MAX_TS
+A_REJ_PRICE_BAND = 44  #: ticks refused: outside the price band around the reference
 #: width of the account row
-N_ACCOUNT_COLS = 41
+N_ACCOUNT_COLS = 45
 
-#: tick reject reasons in A_REJ_* order, as named in reports
-REJECT_REASONS = ("unknown_symbol", "non_finite", "non_positive", "bad_size", "stale_timestamp")
+#: tick reject reasons by apply_tick code - 1, as named in reports
+REJECT_REASONS = (
+    "unknown_symbol", "non_finite", "non_positive", "bad_size", "stale_timestamp",
+    "future_timestamp", "price_band",
+)  # fmt: skip
+#: account column counting each reason of REJECT_REASONS
+REJECT_COLUMNS = (
+    A_REJ_UNKNOWN, A_REJ_NON_FINITE, A_REJ_NON_POSITIVE, A_REJ_BAD_SIZE, A_REJ_STALE,
+    A_REJ_FUTURE, A_REJ_PRICE_BAND,
+)  # fmt: skip
+#: A_MAX_TS when no wall clock bounds the ticks: 2200-01-01 UTC, so that any accepted tick's
+#: session calendar can be computed (int64 ns end in 2262)
+TS_HORIZON = 7_258_118_400_000_000_000
 
 # -- session calendar rows (int64 columns) -----------------------------------------------------
 S_DAY_START = 0  #: local midnight of the day, ns UTC

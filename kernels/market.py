@@ -6,10 +6,14 @@ from kernels.jit import add_int, get_int, kernel, set_int
 from kernels.layout import (
     A_DAY_HALT,
     A_DAY_REALIZED,
+    A_MAX_TS,
     A_N_INST,
+    A_PRICE_BAND,
     A_REJ_BAD_SIZE,
+    A_REJ_FUTURE,
     A_REJ_NON_FINITE,
     A_REJ_NON_POSITIVE,
+    A_REJ_PRICE_BAND,
     A_REJ_STALE,
     A_REJ_UNKNOWN,
     A_SESSION_END,
@@ -35,6 +39,7 @@ from kernels.layout import (
     I_LTP,
     I_LTP_TICKS,
     I_PREV_BAR_CLOSE,
+    I_REF_PRICE,
     I_TICK_SIZE,
     I_TICKS,
     S_DAY_END,
@@ -48,6 +53,8 @@ TICK_NON_FINITE = 2
 TICK_NON_POSITIVE = 3
 TICK_BAD_SIZE = 4
 TICK_STALE = 5
+TICK_FUTURE = 6
+TICK_PRICE_BAND = 7
 
 
 @kernel
@@ -72,29 +79,59 @@ def advance_session(book: np.ndarray, ts: int) -> bool:
 
 
 @kernel
-def apply_tick(book: np.ndarray, i: int, price: float, size: float, ts: int) -> int:
-    """Validate one tick and store it as instrument ``i``'s last traded price.
+def tick_code(book: np.ndarray, i: int, price: float, size: float, ts: int) -> int:
+    """Return TICK_OK, or the first rule instrument ``i``'s tick breaks; count nothing.
 
-    Return TICK_OK, or the reason the tick was refused; a refused tick changes nothing but its
-    reject counter. Updates the LTP, its tick-grid value, the tick count and the session day's
-    high, low, volume and turnover.
+    The rules, in order: a known instrument, a finite and positive price, a finite size >= 0,
+    a time before the account's ``A_MAX_TS`` and not before the instrument's last tick, and a
+    price within the band around the reference: the last accepted price, or before the first
+    one the configured or restored reference (no reference, no band).
     """
     acct = book.shape[0] - 1
     if i < 0 or i >= get_int(book, acct, A_N_INST):
-        add_int(book, acct, A_REJ_UNKNOWN, 1)
         return TICK_UNKNOWN
     if not np.isfinite(price):
-        add_int(book, acct, A_REJ_NON_FINITE, 1)
         return TICK_NON_FINITE
     if price <= 0.0:
-        add_int(book, acct, A_REJ_NON_POSITIVE, 1)
         return TICK_NON_POSITIVE
     if not (size >= 0.0 and size < np.inf):
-        add_int(book, acct, A_REJ_BAD_SIZE, 1)
         return TICK_BAD_SIZE
+    if ts >= get_int(book, acct, A_MAX_TS):
+        return TICK_FUTURE
     if ts < get_int(book, i, I_LAST_TS):
-        add_int(book, acct, A_REJ_STALE, 1)
         return TICK_STALE
+    reference = book[i, I_LTP] if book[i, I_TICKS] > 0.0 else book[i, I_REF_PRICE]
+    if reference > 0.0 and abs(price - reference) > book[acct, A_PRICE_BAND] * reference:
+        return TICK_PRICE_BAND
+    return TICK_OK
+
+
+@kernel
+def apply_tick(book: np.ndarray, i: int, price: float, size: float, ts: int) -> int:
+    """Validate one tick and store it as instrument ``i``'s last traded price.
+
+    Return TICK_OK, or the reason the tick was refused (see ``tick_code``); a refused tick
+    changes nothing but its reject counter. Updates the LTP, its tick-grid value, the tick
+    count and the session day's high, low, volume and turnover.
+    """
+    acct = book.shape[0] - 1
+    code = tick_code(book, i, price, size, ts)
+    if code != TICK_OK:
+        if code == TICK_UNKNOWN:
+            add_int(book, acct, A_REJ_UNKNOWN, 1)
+        elif code == TICK_NON_FINITE:
+            add_int(book, acct, A_REJ_NON_FINITE, 1)
+        elif code == TICK_NON_POSITIVE:
+            add_int(book, acct, A_REJ_NON_POSITIVE, 1)
+        elif code == TICK_BAD_SIZE:
+            add_int(book, acct, A_REJ_BAD_SIZE, 1)
+        elif code == TICK_FUTURE:
+            add_int(book, acct, A_REJ_FUTURE, 1)
+        elif code == TICK_STALE:
+            add_int(book, acct, A_REJ_STALE, 1)
+        else:
+            add_int(book, acct, A_REJ_PRICE_BAND, 1)
+        return code
 
     advance_session(book, ts)
     set_int(book, i, I_LAST_TS, ts)

@@ -161,9 +161,8 @@ UPDATE_DTYPE = np.dtype(
 # -- per-instrument list heads (int64 matrix, one row per instrument) ---------------------------
 LIST_HEAD = 0  #: slot of the oldest working order, -1 = none
 LIST_TAIL = 1  #: slot of the newest working order, -1 = none
-LIST_LAST_TS = 2  #: ts of the last tick matched, ns; an older tick is stale (as apply_tick)
 #: width of a list row
-N_LIST_COLS = 3
+N_LIST_COLS = 2
 
 # -- counters (int64 vector) -------------------------------------------------------------------
 C_SEQ = 0  #: sequence number of the last tick matched
@@ -419,16 +418,14 @@ def match_ticks(
     counters: np.ndarray,
     idx: np.ndarray,
     price: np.ndarray,
-    size: np.ndarray,
-    check_size: bool,
+    codes: np.ndarray,
     ts: np.ndarray,
     start: int,
     stop: int,
 ) -> int:
     """Match the working orders of each tick's instrument, ticks ``start .. stop-1``.
 
-    Ticks ``apply_tick`` refuses are skipped: unknown instrument, non-finite or non-positive
-    price, bad size (when ``check_size``), older than the instrument's last. Orders are visited
+    Only the ticks ``run_ticks`` accepted (``codes[k] == 0``) match. Orders are visited
     oldest first. Return the index of the first tick not finished: ``stop``, or earlier when
     the event ring or the update ring is nearly full, so the caller drains both and calls
     again from there; a tick resumed midway is not counted twice and nothing fills twice.
@@ -438,19 +435,14 @@ def match_ticks(
     event_room = get_int(book, acct, A_EVENT_CAP) - n_inst - EVENTS_PER_TICK
     update_room = updates.shape[0] - orders.shape[0] - UPDATES_PER_FILL
     for k in range(start, stop):
+        if codes[k] != 0:
+            continue
         i = idx[k]
         p = price[k]
         t = ts[k]
-        if i < 0 or i >= n_inst or not np.isfinite(p) or p <= 0.0:
-            continue
-        if check_size and not (size[k] >= 0.0 and size[k] < np.inf):
-            continue
-        if t < lists[i, LIST_LAST_TS]:
-            continue
         if counters[C_CUR_K] != k:
             counters[C_CUR_K] = k
             counters[C_SEQ] += 1
-            lists[i, LIST_LAST_TS] = t
         seq = counters[C_SEQ]
         p_ticks = np.int64(np.rint(p / book[i, I_TICK_SIZE]))
         s = lists[i, LIST_HEAD]

@@ -46,7 +46,7 @@ from kernels.layout import (
     S_FLATTEN,
 )
 from kernels.ledger import apply_fill, emit, mark_to_market
-from kernels.market import TICK_OK, apply_tick, update_bar
+from kernels.market import TICK_OK, apply_tick, tick_code, update_bar
 from kernels.orders import bracket_levels, check_bracket, count_order, risk_gate, size_order
 
 #: event rows kept free per tick beyond the instruments: an exit, an entry and a halt
@@ -256,20 +256,26 @@ def run_ticks(
     price: np.ndarray,
     size: np.ndarray,
     ts: np.ndarray,
+    codes: np.ndarray,
     start: int,
     stop: int,
 ) -> int:
     """Run ticks ``start .. stop-1`` of the scratch arrays through ``on_tick``.
 
+    Each tick's code (0 accepted, else its reject reason, see ``kernels.market``) goes to
+    ``codes[k]``, for the consumers of the batch after the kernels (the paper matcher).
     Return the index of the first tick not run: ``stop``, or earlier when the event ring is
-    nearly full or a tick lies beyond the session calendar, so the caller drains the ring or
-    extends the calendar and calls again from there. Nothing is lost.
+    nearly full or a tick the kernels would accept lies beyond the session calendar, so the
+    caller drains the ring or extends the calendar and calls again from there. Nothing is lost.
     """
     acct = book.shape[0] - 1
     room = get_int(book, acct, A_EVENT_CAP) - get_int(book, acct, A_N_INST) - EVENTS_PER_TICK
     calendar_end = get_int(book, acct, A_CALENDAR_END)
     for k in range(start, stop):
-        if get_int(book, acct, A_EVENTS) > room or ts[k] >= calendar_end:
+        if get_int(book, acct, A_EVENTS) > room:
             return k
-        on_tick(book, events, idx[k], price[k], size[k], ts[k])
+        # a refused tick never moves the calendar (a far-future one would end the trading day)
+        if ts[k] >= calendar_end and tick_code(book, idx[k], price[k], size[k], ts[k]) == TICK_OK:
+            return k
+        codes[k] = on_tick(book, events, idx[k], price[k], size[k], ts[k])
     return stop

@@ -8,7 +8,9 @@ evaluate them (same operands, same order) so trades can be compared with ``==``.
 Pinned semantics, per instrument
 --------------------------------
 * Bad ticks are refused and skipped entirely, counted by the first failing check, in this order:
-  ``unknown_symbol``, ``non_finite``, ``non_positive``, ``bad_size``, ``stale_timestamp``.
+  ``unknown_symbol``, ``non_finite``, ``non_positive``, ``bad_size``, ``future_timestamp``
+  (at or after 2200-01-01 UTC), ``stale_timestamp``, ``price_band`` (more than
+  ``price_band_pct`` percent from the instrument's last accepted price; the first is free).
 * ``ema <- price`` on the first accepted tick, else ``alpha * price + (1.0 - alpha) * ema`` with
   ``alpha = 2.0 / (n + 1)``. ``diff = ema_fast - ema_slow``; ``prev_diff`` starts at 0.0.
 * A signal may fire on accepted tick number ``k > slow``: long when ``prev_diff <= 0 < diff``,
@@ -34,8 +36,12 @@ REJECT_REASONS = (
     "non_finite",
     "non_positive",
     "bad_size",
+    "future_timestamp",
     "stale_timestamp",
+    "price_band",
 )
+#: 2200-01-01 UTC in ns: ticks at or after it are refused
+TS_HORIZON = 7_258_118_400_000_000_000
 
 
 @dataclass
@@ -81,6 +87,7 @@ class _Instrument:
     point_value: float
     count: int = 0  # accepted ticks so far
     last_ts: int | None = None
+    last_price: float | None = None
     ema_fast: float = 0.0
     ema_slow: float = 0.0
     prev_diff: float = 0.0
@@ -88,7 +95,7 @@ class _Instrument:
 
 
 def _reject_reason(
-    idx: int, price: float, size: float, ts: int, insts: list[_Instrument]
+    idx: int, price: float, size: float, ts: int, insts: list[_Instrument], band: float
 ) -> str | None:
     """Name of the first validation rule the tick breaks, or None if it is acceptable."""
     if idx < 0 or idx >= len(insts):
@@ -99,9 +106,14 @@ def _reject_reason(
         return "non_positive"
     if not math.isfinite(size) or size < 0:
         return "bad_size"
+    if ts >= TS_HORIZON:
+        return "future_timestamp"
     last_ts = insts[idx].last_ts
     if last_ts is not None and ts < last_ts:
         return "stale_timestamp"
+    reference = insts[idx].last_price
+    if reference is not None and abs(price - reference) > band * reference:
+        return "price_band"
     return None
 
 
@@ -192,6 +204,7 @@ def simulate(
     bracket: dict,
     slippage_ticks: int,
     ticks: Iterable[tuple[int, float, float, int]],
+    price_band_pct: float | None = 20.0,
 ) -> Result:
     """Run the pinned EMA-crossover strategy with bracket exits over a tick stream.
 
@@ -209,6 +222,8 @@ def simulate(
         Ticks added against the trader to every entry price.
     ticks
         ``(instrument index, price, size, ts_ns)`` in arrival order.
+    price_band_pct
+        The band around the last accepted price, percent; None = no band.
 
     Returns
     -------
@@ -232,15 +247,17 @@ def simulate(
     trail_ticks = bracket.get("trail_ticks", 0)
     breakeven_ticks = bracket.get("breakeven_ticks", 0)
 
+    band = math.inf if price_band_pct is None else price_band_pct / 100.0
     result = Result()
     for idx, price, size, ts in ticks:
-        reason = _reject_reason(idx, price, size, ts, insts)
+        reason = _reject_reason(idx, price, size, ts, insts, band)
         if reason is not None:
             result.rejected[reason] = result.rejected.get(reason, 0) + 1
             continue
 
         inst = insts[idx]
         inst.last_ts = ts
+        inst.last_price = price
         signal = _update_signal(inst, price, fast, slow)
         p = round(price / inst.tick_size)
 

@@ -66,6 +66,10 @@ BAD_KINDS = (
     "zero_and_stale",  # non_positive beats stale_timestamp
     "stale",
     "stale_and_bad_size",  # bad_size beats stale_timestamp
+    "future",
+    "absurd_high",  # the 1.23e29, far outside the price band
+    "absurd_low",
+    "band_and_stale",  # stale_timestamp beats price_band
 )
 
 
@@ -242,6 +246,14 @@ def _bad_tick(
             return idx, price, size, stale
         case "stale_and_bad_size":
             return idx, price, math.nan, stale
+        case "future":
+            return idx, price, size, 2**63 - 1
+        case "absurd_high":
+            return idx, 123456789012345678901234567890.0, size, ts
+        case "absurd_low":
+            return idx, price / 1000.0, size, ts
+        case "band_and_stale":
+            return idx, price * 1e25, size, stale
     raise ValueError(kind)
 
 

@@ -38,7 +38,6 @@ from kernels.layout import (
     A_N_INST,
     A_PEAK,
     A_REALIZED,
-    A_REJ_UNKNOWN,
     A_SEQ,
     A_TICKS,
     A_UNREALIZED,
@@ -106,9 +105,12 @@ from kernels.layout import (
     R_STOP,
     R_TARGET,
     R_TRAIL,
+    REJECT_COLUMNS,
     REJECT_REASONS,
     SHORT,
+    TS_HORIZON,
 )
+from kernels.market import TICK_PRICE_BAND
 from tests.conftest import (
     DAY,
     MINUTE,
@@ -164,6 +166,9 @@ def test_kernels_are_the_twelve_dispatchers_in_pipeline_order():
 # -- apply_tick ------------------------------------------------------------------------------
 
 NAN, INF = math.nan, math.inf
+# from the last tick of the refusal test to int64's limit and to the horizon
+INT64_MAX_DT = 2**63 - 1 - (T0 + 2 * SECOND)
+HORIZON_DT = TS_HORIZON - (T0 + 2 * SECOND)
 
 
 @pytest.mark.parametrize(
@@ -186,9 +191,17 @@ NAN, INF = math.nan, math.inf
         (0, 100.0, -1.0, -1, "bad_size"),
         (0, 100.0, 1.0, -1, "stale_timestamp"),
         (1, 100.0, 1.0, -10 * SECOND, "stale_timestamp"),
+        (0, 100.0, 1.0, INT64_MAX_DT, "future_timestamp"),
+        (0, 100.0, 1.0, HORIZON_DT, "future_timestamp"),
+        (0, NAN, 1.0, INT64_MAX_DT, "non_finite"),
+        (0, 123456789012345678901234567890.0, 1.0, 1, "price_band"),
+        (0, 79.5, 1.0, 1, "price_band"),  # 20 % below the last 99.5 is 79.6
+        (0, 119.5, 1.0, 1, "price_band"),
+        (0, 1e30, 1.0, -1, "stale_timestamp"),
     ],
 )
 def test_apply_tick_refuses_a_bad_tick_and_changes_only_its_counter(i, price, size, dt, reason):
+    # the last accepted tick of AAA is 99.5 at T0 + 2 s
     instruments = [{"symbol": "AAA", "tick_size": 0.25}, {"symbol": "BBB", "tick_size": 0.25}]
     state = fresh(instruments=instruments)
     for k, p in enumerate((100.0, 101.0, 99.5)):
@@ -203,7 +216,7 @@ def test_apply_tick_refuses_a_bad_tick_and_changes_only_its_counter(i, price, si
     assert code == REJECT_REASONS.index(reason) + 1
     assert state.rejected_ticks() == {reason: 1}
     expected = book_before.view(np.int64)
-    expected[state.acct, A_REJ_UNKNOWN + REJECT_REASONS.index(reason)] += 1
+    expected[state.acct, REJECT_COLUMNS[REJECT_REASONS.index(reason)]] += 1
     assert np.array_equal(state.ints, expected)
     assert np.array_equal(state.events, events_before)
 
@@ -214,7 +227,7 @@ def test_apply_tick_refuses_a_bad_tick_and_changes_only_its_counter(i, price, si
     ids=["zero-size", "same-ts", "tiny-price", "huge"],
 )
 def test_apply_tick_accepts_edge_ticks(price, size, dt):
-    state = fresh()
+    state = fresh(risk={"price_band_pct": None})
     assert tick(state, 99.0, T0) == 0
     assert tick(state, price, T0 + dt, size) == 0
     assert state.rejected_ticks() == {}
@@ -225,8 +238,32 @@ def test_apply_tick_accepts_edge_ticks(price, size, dt):
     assert state.ints[0, I_LAST_TS] == T0 + dt
 
 
+def test_the_band_follows_the_last_accepted_price_and_is_inclusive():
+    state = fresh(risk={"price_band_pct": 10.0})
+    assert tick(state, 100.0, T0) == 0
+    # 10 % either way of 100 is accepted, just beyond is not; each accepted tick moves the band
+    assert tick(state, 110.0, T0 + 1) == 0
+    assert tick(state, 121.5, T0 + 2) == TICK_PRICE_BAND
+    assert tick(state, 121.0, T0 + 3) == 0
+    assert tick(state, 108.0, T0 + 4) == TICK_PRICE_BAND
+    assert state.book[0, I_LTP] == 121.0
+    assert state.rejected_ticks() == {"price_band": 2}
+
+
+def test_the_first_tick_is_checked_against_the_reference_price_when_one_is_set():
+    instruments = [{"symbol": "AAA", "tick_size": 0.25, "reference_price": 22000.0}]
+    state = fresh(instruments=instruments)
+    assert tick(state, 123456789012345678901234567890.0, T0) == TICK_PRICE_BAND
+    assert tick(state, 220.0, T0 + 1) == TICK_PRICE_BAND
+    assert state.book[0, I_TICKS] == 0.0
+    assert tick(state, 21000.0, T0 + 2) == 0
+    assert tick(state, 17000.0, T0 + 3) == 0  # from now on the band follows the ticks
+    # with no reference the first tick is taken as it is
+    assert tick(fresh(), 1e29, T0) == 0
+
+
 def test_apply_tick_rounds_the_ltp_to_the_tick_grid():
-    state = fresh(instruments=[{"symbol": "AAA", "tick_size": 0.05}])
+    state = fresh(instruments=[{"symbol": "AAA", "tick_size": 0.05}], risk={"price_band_pct": None})
     for k, (price, grid) in enumerate([(22150.25, 443005), (100.07, 2001), (100.08, 2002)]):
         tick(state, price, T0 + k)
         assert state.book[0, I_LTP_TICKS] == grid
@@ -784,7 +821,8 @@ def test_run_ticks_returns_early_when_the_event_ring_is_nearly_full():
     state = fresh(bracket={"target_ticks": 1, "stop_ticks": 1}, state={"event_capacity": 1024})
     idx, price, size, ts = zigzag(2000).arrays()
     n = len(idx)
-    stop = run_ticks(state.book, state.events, idx, price, size, ts, 0, n)
+    codes = state.tick_codes(n)
+    stop = run_ticks(state.book, state.events, idx, price, size, ts, codes, 0, n)
     assert 0 < stop < n
     written = state.account_int(A_EVENTS)
     room = state.account_int(A_EVENT_CAP) - state.account_int(A_N_INST) - 4
@@ -874,7 +912,10 @@ def test_on_tick_and_run_ticks_agree(seed):
         on_tick(one.book, one.events, int(i), float(p), float(s), int(t))
         for i, p, s, t in zip(idx, price, size, ts, strict=True)
     ]
-    assert run_ticks(batch.book, batch.events, idx, price, size, ts, 0, len(idx)) == len(idx)
+    batch_codes = batch.tick_codes(len(idx))
+    ran = run_ticks(batch.book, batch.events, idx, price, size, ts, batch_codes, 0, len(idx))
+    assert ran == len(idx)
+    assert batch_codes[: len(idx)].tolist() == codes
 
     assert same_bits(one.book, batch.book)
     written = one.account_int(A_EVENTS)

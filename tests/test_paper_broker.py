@@ -108,7 +108,7 @@ class Desk:
         size = np.array([r[2] for r in rows], np.float64)
         ts = np.array([r[3] for r in rows], np.int64)
         self.engine.process(idx, price, size, ts, len(rows))
-        self.broker.on_ticks(idx, price, ts, len(rows), size=size)
+        self.broker.on_ticks(idx, price, ts, len(rows), codes=self.state.codes)
 
     async def updates(self) -> list[OrderUpdate]:
         """Every update queued so far, read through the stream."""
@@ -408,7 +408,8 @@ async def test_matching_the_same_batch_twice_changes_nothing() -> None:
     rows = [(0, 98.0, 1.0, desk.ts)]
     desk.batch(rows)
     idx, price, ts = np.array([0]), np.array([98.0]), np.array([rows[0][3]])
-    desk.broker.on_ticks(idx, price, ts, 1)  # as if Engine.process had called it already
+    codes = desk.engine.state.codes  # as Engine.process left them
+    desk.broker.on_ticks(idx, price, ts, 1, codes=codes)  # as if Engine.process had called it
     assert [k for k, _, _ in await desk.kinds()] == ["filled", "activated", "activated"]
     assert desk.position()["qty"] == 1
     assert bracket.stop.order_id in {o.order_id for o in await desk.broker.open_orders()}
@@ -791,6 +792,8 @@ async def test_refused_ticks_match_nothing() -> None:
             (0, 98.0, math.nan, t),
             (0, 98.0, -1.0, t),
             (0, 98.0, 1.0, stale),
+            (0, 1.0, 1.0, t),  # a glitch far below the limit, outside the price band
+            (0, 98.0, 1.0, 2**63 - 1),
         ]
     )
     assert desk.state.rejected_ticks() == {
@@ -799,6 +802,8 @@ async def test_refused_ticks_match_nothing() -> None:
         "non_positive": 2,
         "bad_size": 2,
         "stale_timestamp": 1,
+        "price_band": 1,
+        "future_timestamp": 1,
     }
     assert desk.position() is None
     desk.batch([(0, 98.0, 1.0, t)])

@@ -337,17 +337,16 @@ class PaperBroker:
         ts: np.ndarray,
         n: int,
         *,
-        size: np.ndarray | None = None,
+        codes: np.ndarray,
         recv_ns: int = 0,
     ) -> None:
         """Match working orders against the first ``n`` ticks the engine just processed.
 
         Call once per batch, right after ``Engine.process`` ran the same scratch arrays (the
         engine's strategy decisions in that batch do not see these fills; see the module
-        notes). Ticks the engine refused are skipped; pass ``size`` so that ticks refused for
-        a bad size are skipped too. A call when the engine accepted no tick since the last one
-        does nothing, so a batch is never matched twice. Fill events are drained to the
-        engine's sinks, updates to the stream.
+        notes). Only the ticks the kernels accepted match, as ``codes`` tells. A call when the
+        engine accepted no tick since the last one does nothing, so a batch is never matched
+        twice. Fill events are drained to the engine's sinks, updates to the stream.
 
         Parameters
         ----------
@@ -355,8 +354,8 @@ class PaperBroker:
             Scratch arrays of the batch (int64, float64, int64).
         n : int
             Ticks filled.
-        size : np.ndarray, optional
-            The batch's float64 sizes.
+        codes : np.ndarray
+            The codes ``run_ticks`` wrote for the batch (0 = accepted).
         recv_ns : int
             ``time.monotonic_ns()`` when the batch arrived, for the journal.
         """
@@ -366,9 +365,8 @@ class PaperBroker:
         if n <= 0 or accepted == self._ticks_matched:
             return  # no tick accepted since the last call: nothing new (or this batch again)
         self._ticks_matched = accepted
-        sizes = size if size is not None else price
         drain = functools.partial(self.engine.drain, recv_ns)
-        self.table.match(idx, price, sizes, size is not None, ts, n, drain)
+        self.table.match(idx, price, codes, ts, n, drain)
 
     @property
     def queued_updates(self) -> int:

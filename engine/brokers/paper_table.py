@@ -75,7 +75,6 @@ class OrderTable:
         # room for one call's worth of updates beyond a full table's OCO cancels
         self.ring = np.zeros(2 * capacity + 2 * kp.UPDATES_PER_FILL, kp.UPDATE_DTYPE)
         self.lists = np.full((state.n, kp.N_LIST_COLS), -1, np.int64)
-        self.lists[:, kp.LIST_LAST_TS] = state.ints[: state.n, layout.I_LAST_TS]
         self.counters = np.zeros(kp.N_COUNTERS, np.int64)
         self.counters[kp.C_CUR_K] = -1
         # the arrays as the kernels take them, after the engine's book and events
@@ -134,10 +133,6 @@ class OrderTable:
         oco : int, optional
             The OCO group in place of the request's (a bracket's exits).
         """
-        if not self._slot_of:
-            # the matcher skipped the ticks while the table was empty: its stale marks catch
-            # up with the engine's, which refuses the same ticks
-            self.lists[:, kp.LIST_LAST_TS] = self.state.ints[: self.state.n, layout.I_LAST_TS]
         number, order_id = self._new_id()
         parent_id = None
         status = kp.OS_WORKING
@@ -241,8 +236,7 @@ class OrderTable:
         self,
         idx: np.ndarray,
         price: np.ndarray,
-        size: np.ndarray,
-        check_size: bool,
+        codes: np.ndarray,
         ts: np.ndarray,
         n: int,
         drain: Callable[[], None],
@@ -251,10 +245,10 @@ class OrderTable:
 
         Parameters
         ----------
-        idx, price, size, ts : np.ndarray
-            Scratch arrays of the batch (int64, float64, float64, int64).
-        check_size : bool
-            Skip ticks of a bad size.
+        idx, price, ts : np.ndarray
+            Scratch arrays of the batch (int64, float64, int64).
+        codes : np.ndarray
+            The kernels' code of each tick; only accepted ones (0) match.
         n : int
             Ticks filled.
         drain : callable
@@ -265,9 +259,7 @@ class OrderTable:
         self.counters[kp.C_CUR_K] = -1
         start = 0
         while start < n:
-            start = kp.match_ticks(
-                book, events, *self._arrays, idx, price, size, check_size, ts, start, n
-            )
+            start = kp.match_ticks(book, events, *self._arrays, idx, price, codes, ts, start, n)
             self._decode()
             drain()
 
