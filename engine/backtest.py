@@ -80,6 +80,43 @@ class TradeLog:
                 self.spool.write(b",")
 
 
+#: a tick file that steps back by more than this after a tick, ns, had that tick dated ahead of
+#: its own pace (a misdated, future tick); the report lists it
+JUMP_BACK_NS = 60_000_000_000
+#: jumps listed in the report; the rest are counted
+JUMPS_LISTED = 20
+
+
+@dataclass
+class ClockJumps:
+    """Find the ticks of a file dated ahead of the ticks after them, chunk by chunk."""
+
+    count: int = 0
+    listed: list[dict] = field(default_factory=list)
+    _last_ts: int | None = None
+    _seen: int = 0
+
+    def add(self, ts: np.ndarray) -> None:
+        """Scan the next chunk's timestamps."""
+        if len(ts) == 0:
+            return
+        if self._last_ts is not None and self._last_ts - ts[0] > JUMP_BACK_NS:
+            self._found(self._seen - 1, self._last_ts, int(ts[0]))
+        for k in np.flatnonzero(ts[:-1] - ts[1:] > JUMP_BACK_NS):
+            self._found(self._seen + int(k), int(ts[k]), int(ts[k + 1]))
+        self._last_ts = int(ts[-1])
+        self._seen += len(ts)
+
+    def _found(self, tick: int, ts: int, next_ts: int) -> None:
+        self.count += 1
+        if len(self.listed) < JUMPS_LISTED:
+            self.listed.append({"tick": tick, "ts": ts, "next_ts": next_ts})
+
+    def report(self) -> dict:
+        """Return the report's ``clock_jumps`` block."""
+        return {"count": self.count, "first": self.listed}
+
+
 @dataclass
 class ArrayResult:
     """What ``run_arrays`` found."""
@@ -147,7 +184,9 @@ def run_file(
         load_s = time.perf_counter() - started
         run_started = time.perf_counter()
         batch = replay.batch
+        jumps = ClockJumps()
         while (n := replay.next_chunk()) > 0:
+            jumps.add(batch.ts[:n])
             engine.process(batch.idx, batch.price, batch.size, batch.ts, n)
             if progress is not None:
                 progress(replay.ticks_read, replay.bytes_read, replay.bytes_total)
@@ -163,6 +202,7 @@ def run_file(
             "refused_entries": engine.state.refused_entries(),
             "summary": log.stats.summary(engine.state.account(layout.A_MAX_DRAWDOWN)),
             "open_positions": engine.state.positions(),
+            "clock_jumps": jumps.report(),
             "timing": {
                 "load_s": load_s,
                 "run_s": run_s,

@@ -14,7 +14,7 @@ from pydantic_core import PydanticCustomError
 
 from engine.config_errors import CUSTOM_ERROR, field_error
 
-Int = Annotated[int, Strict()]
+Int = Annotated[int, Strict(), Field(ge=-(2**63), le=2**63 - 1)]
 Float = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 Str = Annotated[str, Strict()]
 EnvName = Annotated[str, Strict(), Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]

@@ -88,8 +88,19 @@ def parse_config(data: bytes | str, source: str = "<config>") -> EngineConfig:
             f"{source}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
             source=source,
         ) from None
+    return validate_config(raw, source)
+
+
+def validate_config(document: object, source: str = "<config>") -> EngineConfig:
+    """Validate a configuration document already decoded from JSON.
+
+    Raises
+    ------
+    ConfigError
+        On the first validation error (``<json path>: <problem>, got <value>``).
+    """
     try:
-        return EngineConfig.model_validate(raw)
+        return EngineConfig.model_validate(document)
     except ValidationError as exc:
         path, message = describe(exc.errors(include_url=False)[0], EngineConfig)
         raise ConfigError(message, source=source, path=path) from None

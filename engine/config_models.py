@@ -43,7 +43,7 @@ __all__ = [
 
 # Strict everywhere: JSON already carries types, so "10" -> 10 or 10.0 -> 10 coercion would
 # only hide mistakes. Strict floats still accept ints, and strict ints refuse bools.
-Int = Annotated[int, Strict()]
+Int = Annotated[int, Strict(), Field(ge=-(2**63), le=2**63 - 1)]
 Float = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 Str = Annotated[str, Strict()]
 Bool = Annotated[bool, Strict()]

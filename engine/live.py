@@ -25,7 +25,7 @@ from engine.backtest import TradeStats
 from engine.brokers import live_adapter
 from engine.brokers.paper import PaperBroker
 from engine.brokers.routing import Router, adopt, reconcile
-from engine.config import ConfigError, EngineConfig, dump_config, parse_config
+from engine.config import ConfigError, EngineConfig, dump_config, validate_config
 from engine.core import Engine
 from engine.events import RefusalFilter, block_records, trade_records
 from engine.feeds.sim import SimFeed
@@ -189,7 +189,9 @@ class Runtime:
             if not isinstance(values, dict):
                 raise ConfigError(f"{section}: must be an object", path=section)
             merged[section].update(values)
-        cfg = parse_config(orjson.dumps(merged), "PATCH /api/strategy")
+        # validated as decoded: the request's JSON may hold what orjson cannot write back
+        # (integers beyond 64 bits), which the models refuse by name
+        cfg = validate_config(merged, "PATCH /api/strategy")
         self.cfg = self.engine.cfg = cfg
         self.engine.state.apply_strategy(cfg)
         for listener in self.engine.controls:  # the journal and the page, as any control

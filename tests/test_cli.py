@@ -66,6 +66,37 @@ def test_malformed_json_names_line_and_column(tmp_path):
     assert "line 2, column" in result.stderr
 
 
+def test_a_backtest_reports_a_tick_dated_ahead_of_the_file(tmp_path):
+    config = write_json(tmp_path / "c.json", {"session": {"enabled": False}})
+    ticks = tmp_path / "ticks.csv"
+    made = run_cli("ticks", "--config", str(config), "--out", str(ticks), "--count", "3000")
+    assert made.returncode == 0, made.stderr
+    lines = ticks.read_text().splitlines(keepends=True)
+    header = lines[0].startswith("ts")
+    at = 1000 + header  # the file's tick 1000
+    ts, rest = lines[at].split(",", 1)
+    lines[at] = f"{int(ts) + 86_400_000_000_000},{rest}"
+    ticks.write_text("".join(lines))
+    report_path = tmp_path / "report.json"
+    result = run_cli(
+        "backtest", "--config", str(config), "--ticks", str(ticks), "--report", str(report_path)
+    )
+    assert result.returncode == 0, result.stderr
+    report = orjson.loads(report_path.read_bytes())
+    assert report["clock_jumps"] == {
+        "count": 1,
+        "first": [
+            {
+                "tick": 1000,
+                "ts": int(ts) + 86_400_000_000_000,
+                "next_ts": int(lines[at + 1].split(",")[0]),
+            }
+        ],
+    }
+    # what the jump did: the day's ticks after it are stale for the kernels
+    assert report["rejected_ticks"] == {"stale_timestamp": 1999}
+
+
 def test_backtest_writes_the_report(tmp_path):
     config = write_json(
         tmp_path / "c.json",
@@ -92,6 +123,10 @@ def test_backtest_writes_the_report(tmp_path):
 
     assert report["ticks"] == 50002
     assert report["rejected_ticks"] == {"not_a_number": 1, "unknown_symbol": 1}
+    # the appended rows are dated 1 ns after the epoch: the file steps back after its last tick
+    (jump,) = report["clock_jumps"]["first"]
+    assert report["clock_jumps"]["count"] == 1
+    assert (jump["tick"], jump["next_ts"]) == (49999, 1)
     summary, trades = report["summary"], report["trades"]
     assert summary["trades"] == len(trades) > 0
     assert summary["wins"] + summary["losses"] <= summary["trades"]

@@ -8,6 +8,8 @@ import random
 import numpy as np
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
 
 from engine.feeds.csv_nb import build_symbol_table
@@ -158,6 +160,39 @@ def test_the_fast_parser_hands_anything_unusual_to_orjson(payload: bytes) -> Non
     assert parse_fast(payload, TickBatch(8))[2] == FALLBACK
 
 
+@pytest.mark.parametrize(
+    "number",
+    [b"022003.45", b"00", b"-01", b"22003.", b"1.e5", b".5", b"-", b"1e", b"1e+", b"--1", b"+1"],
+)
+@pytest.mark.parametrize("key", ["p", "q", "t"])
+def test_numbers_that_are_not_json_are_refused_as_orjson_refuses_them(key, number) -> None:
+    fields = {"s": b'"NIFTY"', "p": b"1", "q": b"1", "t": b"5", key: number}
+    payload = b"{" + b",".join(b'"%s":%s' % (k.encode(), v) for k, v in fields.items()) + b"}"
+    assert parse_fast(payload, TickBatch(8))[2] == FALLBACK
+    rejected = dict.fromkeys(FRAME_REJECTS, 0)
+    assert decode_frame(payload, rejected) is None
+    assert rejected["bad_json"] == 1
+
+
+_JSONISH = st.text(alphabet="0123456789.-+eE", min_size=1, max_size=12)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(price=_JSONISH, stamp=_JSONISH)
+def test_the_fast_parser_takes_a_number_exactly_when_orjson_does(price, stamp) -> None:
+    payload = b'{"s":"NIFTY","p":%s,"t":%s}' % (price.encode(), stamp.encode())
+    fast = TickBatch(8)
+    n, _, status = parse_fast(payload, fast)
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        assert status == FALLBACK
+        return
+    if status == DONE:  # the fast path may still decline a valid document (1e400, 1.5 for t)
+        assert n == 1 and type(doc["t"]) is int
+        assert (fast.price[0], fast.ts[0]) == (float(doc["p"]), doc["t"])
+
+
 def test_a_frame_larger_than_the_batch_resumes_where_it_stopped() -> None:
     payload = orjson.dumps([tick(100.0 + k, k) for k in range(10)])
     batch = TickBatch(4)
@@ -275,5 +310,24 @@ async def test_a_connection_the_client_itself_drops_is_reconnected(tmp_path) -> 
     assert runtime.feed.reconnects >= 1 and not task.done()
     server.ticks(tick(100.5, 2))
     await until(lambda: state.book[0, layout.I_TICKS] == 2)
+    await stopped(runtime, task)
+    await server.close()
+
+
+@run_async
+async def test_a_frame_that_is_not_json_applies_none_of_its_ticks(tmp_path) -> None:
+    server = await TickServer().start()
+    runtime = ws_runtime(server.port, tmp_path)
+    task = await started(runtime, server)
+    state = runtime.engine.state
+    many = orjson.dumps([tick(100.0 + (k % 7) * 0.05, k) for k in range(10_000)])
+    server.send(many[: len(many) - 40])  # cut short
+    with_nan = [orjson.dumps(tick(100.0, k)) for k in range(10_000)]
+    with_nan[6000] = b'{"s":"NIFTY","p":NaN,"q":1,"t":%d}' % (T0 + 6000)
+    server.send(b"[" + b",".join(with_nan) + b"]")
+    server.send(orjson.dumps([tick(100.0, 20_000 + k) for k in range(10_000)]))
+    await until(lambda: runtime.feed.frames == 3 and state.book[0, layout.I_TICKS] > 0)
+    assert runtime.feed.rejected_frames() == {"bad_json": 2}
+    assert state.book[0, layout.I_TICKS] == 10_000  # the valid frame, whole, and nothing else
     await stopped(runtime, task)
     await server.close()

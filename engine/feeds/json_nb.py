@@ -31,7 +31,7 @@ FALLBACK = 2
 
 _QUOTE, _COLON, _COMMA, _BACKSLASH = 34, 58, 44, 92
 _LBRACE, _RBRACE, _LBRACKET, _RBRACKET = 123, 125, 91, 93
-_MINUS, _ZERO, _NINE, _DOT = 45, 48, 57, 46
+_MINUS, _PLUS, _ZERO, _NINE, _DOT = 45, 43, 48, 57, 46
 _S, _P, _Q, _T = 115, 112, 113, 116
 _HAS_S, _HAS_P, _HAS_T = 1, 2, 4
 
@@ -47,10 +47,35 @@ def _blanks(buf, i, end):
 
 
 @njit(cache=True, inline="always")
-def _number_start(buf, i, end):
+def _digits(buf, i, end):
+    while i < end and _ZERO <= buf[i] <= _NINE:
+        i += 1
+    return i
+
+
+@njit(cache=True)
+def _json_number_end(buf, i, end):
+    # JSON's number grammar, -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?: the end of the
+    # number at i, or -1; the scanners below also take 022, 22. and +22, which JSON does not
     if i < end and buf[i] == _MINUS:
         i += 1
-    return i < end and _ZERO <= buf[i] <= _NINE
+    if i >= end or not _ZERO <= buf[i] <= _NINE:
+        return -1
+    i = i + 1 if buf[i] == _ZERO else _digits(buf, i, end)
+    if i < end and buf[i] == _DOT:
+        fraction = i + 1
+        i = _digits(buf, fraction, end)
+        if i == fraction:
+            return -1
+    if i < end and (buf[i] | 32) == 101:  # 'e'
+        i += 1
+        if i < end and (buf[i] == _PLUS or buf[i] == _MINUS):
+            i += 1
+        exponent = i
+        i = _digits(buf, exponent, end)
+        if i == exponent:
+            return -1
+    return i
 
 
 @njit(cache=True)
@@ -121,10 +146,11 @@ def parse_json_ticks(buf, start, end, sym_bytes, sym_lens, sym_slots, idx, price
                 i += 1
                 have |= _HAS_S
             elif key == _P or key == _Q:  # noqa: SIM109 - see csv_nb on tuple membership
-                if not _number_start(buf, i, end):
+                number_end = _json_number_end(buf, i, end)
+                if number_end < 0:
                     return n, i, FALLBACK
                 value, status, i = _scan_decimal(buf, i, end)
-                if status != _OK:
+                if status != _OK or i != number_end:
                     return n, i, FALLBACK
                 if key == _P:
                     p = value
@@ -132,10 +158,11 @@ def parse_json_ticks(buf, start, end, sym_bytes, sym_lens, sym_slots, idx, price
                 else:
                     q = value
             elif key == _T:
-                if not _number_start(buf, i, end):
+                number_end = _json_number_end(buf, i, end)
+                if number_end < 0:
                     return n, i, FALLBACK
                 t, ok, i = _scan_int(buf, i, end)
-                if not ok or (i < end and (buf[i] == _DOT or (buf[i] | 32) == 101)):
+                if not ok or i != number_end:
                     return n, i, FALLBACK
                 have |= _HAS_T
             else:

@@ -4,7 +4,8 @@ Each text frame holds one tick object ``{"s": "NIFTY", "p": 22150.25, "q": 75, "
 an array of them. A frame is parsed straight into the columns of a preallocated
 :class:`~engine.feeds.ticks.TickBatch` and handed to the engine as one kernel call, so the only
 per-tick Python objects are the parser's own. Frames the protocol cannot carry (bad JSON,
-binary, oversized, fragmented, wrong types) are dropped and counted by reason; unknown symbols
+binary, oversized, fragmented) are dropped whole, never partly applied, and counted by reason;
+ticks of the wrong types are dropped one by one; unknown symbols
 go through as instrument ``-1`` so the kernels count them with the other refused ticks.
 
 The connection is kept up with jittered exponential backoff. The feed reports its state
@@ -26,14 +27,16 @@ from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 from engine.config_models import FeedConfig
 from engine.feeds.csv_nb import build_symbol_table
 from engine.feeds.frames import FRAME_REJECTS, decode_frame, fill_batch
-from engine.feeds.json_nb import FALLBACK, MORE, parse_json_ticks
+from engine.feeds.json_nb import DONE, parse_json_ticks
 from engine.feeds.ticks import TickBatch
 from engine.feeds.upkeep import FeedUpkeep, backoff_s
 
 log = logging.getLogger("otrade.feed")
 
-#: ticks a single frame may carry before it is split over several kernel calls
+#: ticks a binary feed's frame may carry before it is split over several kernel calls
 FRAME_BATCH_TICKS = 4096
+#: bytes of the shortest tick object, ``{"s":"","p":0,"t":0}``, and its comma in an array
+MIN_TICK_BYTES = 21
 
 #: a delivery takes the filled batch, its tick count and the frame's receive stamp
 Deliver = Callable[[TickBatch, int, int], None]
@@ -66,7 +69,9 @@ class WsFeed(FeedUpkeep):
         self.index = index
         self.deliver = deliver
         self.on_state = on_state
-        self.batch = TickBatch(FRAME_BATCH_TICKS)
+        # room for every tick of the largest frame accepted, so that a frame is parsed whole
+        # before any of it is applied: broken JSON at its end applies nothing
+        self.batch = TickBatch(cfg.max_frame_bytes // MIN_TICK_BYTES + 1)
         symbols = sorted(index, key=index.__getitem__)
         self.symbol_table = build_symbol_table(symbols)
         self._columns = (self.batch.idx, self.batch.price, self.batch.size, self.batch.ts)
@@ -164,27 +169,15 @@ class WsFeed(FeedUpkeep):
         # numba dispatches a read-only array (the frame's own memory) 2.5x slower than a
         # writable one, so frames are copied into one reused buffer first
         self._frame_view[:end] = payload
-        delivered, position, status = 0, 0, MORE
-        while status == MORE:
-            # a frame larger than the batch runs as several kernel calls, in order
-            n, position, status = parse_json_ticks(
-                self._frame_buf, position, end, *self.symbol_table, *self._columns
-            )
-            if status != FALLBACK:
-                self._deliver(n, recv_ns)
-                delivered += n
-        if status == FALLBACK:
-            self._slow_ticks(payload, delivered, recv_ns)
-
-    def _slow_ticks(self, payload: memoryview, delivered: int, recv_ns: int) -> None:
-        # orjson parses what the fast path declined and names what is wrong; the ticks the
-        # fast path already delivered from this frame are skipped
-        ticks = decode_frame(payload, self.rejected)
-        if ticks is None:
+        n, _, status = parse_json_ticks(self._frame_buf, 0, end, *self.symbol_table, *self._columns)
+        if status == DONE:
+            self._deliver(n, recv_ns)
             return
-        start = delivered
-        while start < len(ticks):
-            n, start = fill_batch(ticks, start, self.index, self.batch, self.rejected)
+        # orjson parses what the fast path declined and names what is wrong; a frame that is
+        # not JSON applies nothing
+        ticks = decode_frame(payload, self.rejected)
+        if ticks is not None:
+            n, _ = fill_batch(ticks, 0, self.index, self.batch, self.rejected)
             self._deliver(n, recv_ns)
 
     def _deliver(self, n: int, recv_ns: int) -> None:
