@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 
 import numpy as np
 import orjson
@@ -329,5 +330,30 @@ async def test_a_frame_that_is_not_json_applies_none_of_its_ticks(tmp_path) -> N
     await until(lambda: runtime.feed.frames == 3 and state.book[0, layout.I_TICKS] > 0)
     assert runtime.feed.rejected_frames() == {"bad_json": 2}
     assert state.book[0, layout.I_TICKS] == 10_000  # the valid frame, whole, and nothing else
+    await stopped(runtime, task)
+    await server.close()
+
+
+@run_async
+async def test_a_tick_dated_ahead_of_the_clock_is_refused_and_the_day_goes_on(tmp_path) -> None:
+    server = await TickServer().start()
+    runtime = ws_runtime(server.port, tmp_path, max_clock_skew_s=5.0)
+    task = await started(runtime, server)
+    state = runtime.engine.state
+    now = time.time_ns()
+    day = 86_400_000_000_000
+    server.ticks({"s": "NIFTY", "p": 100.0, "t": now})
+    await until(lambda: state.book[0, layout.I_TICKS] == 1)
+    day_start = state.ints[state.ints[state.acct, layout.A_SESSION_ROW], layout.S_DAY_START]
+    server.ticks({"s": "NIFTY", "p": 100.0, "t": now + day})
+    server.ticks({"s": "NIFTY", "p": 100.0, "t": 2**63 - 1})
+    server.ticks({"s": "UNKNOWN", "p": 100.0, "t": now + day})
+    server.ticks({"s": "NIFTY", "p": 100.05, "t": now + 1})
+    await until(lambda: state.book[0, layout.I_TICKS] == 2)
+    assert state.rejected_ticks() == {"future_timestamp": 2, "unknown_symbol": 1}
+    assert state.ints[0, layout.I_LAST_TS] == now + 1
+    # the refused ticks did not move the trading day (which would reset its P&L)
+    assert state.ints[state.ints[state.acct, layout.A_SESSION_ROW], layout.S_DAY_START] == day_start
+    assert runtime.feed.state == "connected" and runtime.feed.reconnects == 0
     await stopped(runtime, task)
     await server.close()
