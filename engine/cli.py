@@ -94,10 +94,14 @@ def _run(args: argparse.Namespace) -> int:
         )
         return 2
     from engine.brokers.live_base import BrokerError
+    from engine.journal import JournalError
     from engine.live import run_live
 
     try:
         run_live(cfg)
+    except JournalError as error:
+        print(f"journal error: {args.config}: {error}", file=sys.stderr)
+        return 2
     except BrokerError as error:
         hint = " (run `python run.py login kite`)" if cfg.broker.name == "kite" else ""
         print(f"broker error: {cfg.broker.name}: {error.message}{hint}", file=sys.stderr)

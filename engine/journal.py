@@ -5,14 +5,21 @@ carry ``tick_t`` (the causing tick's ts), ``recv_ns`` (when its batch arrived) a
 ``submit_ns`` (when the kernels' orders reached the journal, the paper broker's submission,
 before their lines are formatted), both ``time.monotonic_ns()``, and a unique ``tag``.
 Lines are written before the next batch runs, so a killed process loses at most the lines of
-the batch in flight.
+the batch in flight; with ``journal.fsync`` (the default) each drained block is also on disk
+before its orders leave (group commit), so a power loss loses no more.
+
+A journal that cannot be written (disk full, a file size limit, an I/O error) keeps the lines in
+memory, in order, and says so through ``on_state``; the runtime then stops entries until a
+retry writes them all. A journal file removed while OTrade runs is written back from the open
+file before anything more is appended.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 
@@ -57,13 +64,24 @@ class Journal:
 
     def __init__(self, cfg: EngineConfig, symbols: tuple[str, ...]) -> None:
         self.path = Path(cfg.journal.path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.session = cfg.session
         self.symbols = symbols
         self.fsync = cfg.journal.fsync
-        #: what :func:`repair_tail` mended before this run appended anything, or None
-        self.repaired = repair_tail(self.path)
-        self._file = open(self.path, "ab")  # noqa: SIM115 - lives as long as the journal
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            #: what :func:`repair_tail` mended before this run appended anything, or None
+            self.repaired = repair_tail(self.path)
+            # read and write: a journal removed under the engine is copied back from this file
+            self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as error:
+            reason = error.strerror or str(error)
+            raise JournalError(f"journal.path: cannot write {self.path}: {reason}") from None
+        #: lines written but not yet taken by the OS (the journal could not be written)
+        self._pending = bytearray()
+        #: why the last write failed, None while the journal is written
+        self.error: str | None = None
+        #: called with the error when writing starts failing and with None once it works again
+        self.on_state: Callable[[str | None], None] | None = None
         # 8 base-36 digits of the start in ms (until 2059): tags stay unique across restarts
         self.run_id = base36(time.time_ns() // 1_000_000).rjust(8, "0")
         #: with a live broker the kernels' entries and exits are the broker's fills, and
@@ -93,8 +111,7 @@ class Journal:
         lines = []
         for record in records:
             lines.extend(self._lines(record, recv_ns, submit_ns))
-        self._file.write(b"".join(orjson.dumps(line) + b"\n" for line in lines))
-        self.flush()
+        self._append(b"".join(orjson.dumps(line) + b"\n" for line in lines))
 
     def _lines(self, record: dict, recv_ns: int, submit_ns: int) -> Iterator[dict]:
         if not self._refusals.keep(record):
@@ -149,20 +166,74 @@ class Journal:
     def line(self, kind: str, action: str, **fields) -> None:
         """Append one line of ``kind`` (``order``, ``broker``, ``control``, ...) stamped now."""
         line = {"type": kind, "action": action, "ts": time.time_ns(), **fields}
-        self._file.write(orjson.dumps(line) + b"\n")
-        self.flush()
+        self._append(orjson.dumps(line) + b"\n")
 
-    def flush(self) -> None:
-        """Push written lines to the OS (and to disk with ``journal.fsync``)."""
-        self._file.flush()
-        if self.fsync:
-            os.fsync(self._file.fileno())
+    @property
+    def writable(self) -> bool:
+        """Whether every line so far reached the file."""
+        return self.error is None
+
+    def _append(self, data: bytes) -> None:
+        self._pending += data
+        if self.error is None:
+            self.flush()
+
+    def flush(self) -> bool:
+        """Write the lines held back (and ``fsync`` with ``journal.fsync``); return success.
+
+        Lines are handed to the OS whole or in part and never twice, so a write that fails
+        midway is finished by the next call.
+        """
+        try:
+            self._restore_removed()
+            while self._pending:
+                del self._pending[: os.write(self._fd, self._pending)]
+            if self.fsync:
+                os.fsync(self._fd)
+        except OSError as error:
+            self._set_error(f"{errno.errorcode.get(error.errno, 'EIO')}: {error.strerror}")
+            return False
+        self._set_error(None)
+        return True
+
+    def _restore_removed(self) -> None:
+        if os.fstat(self._fd).st_nlink:
+            return
+        # removed under the running engine: what the open file holds goes back to the path,
+        # whole or not at all, so that a restart still finds every line
+        copy = self.path.with_name(f"{self.path.name}.restoring-{time.time_ns()}")
+        fresh = os.open(copy, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            offset, size = 0, os.fstat(self._fd).st_size
+            while offset < size:
+                offset += os.write(fresh, os.pread(self._fd, min(1 << 20, size - offset), offset))
+            os.fsync(fresh)
+            os.link(copy, self.path)  # fails if another file took the path meanwhile
+        except OSError:
+            os.close(fresh)
+            raise
+        finally:
+            os.unlink(copy)
+        os.close(self._fd)
+        self._fd = fresh
+
+    def _set_error(self, error: str | None) -> None:
+        if error == self.error:
+            return
+        self.error = error
+        if self.on_state is not None:
+            self.on_state(error)
 
     def close(self) -> None:
-        """Flush and close the file."""
-        if not self._file.closed:
+        """Write what is held back, if the file takes it, and close the file."""
+        if self._fd >= 0:
             self.flush()
-            self._file.close()
+            os.close(self._fd)
+            self._fd = -1
+
+
+class JournalError(Exception):
+    """The journal cannot be opened for writing; the message names the path."""
 
 
 def repair_tail(path: Path) -> dict | None:

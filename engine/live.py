@@ -34,7 +34,7 @@ from engine.feeds.ws import WsFeed
 from engine.journal import Journal, restore
 from engine.metrics import LatencyRing, RateMeter
 from engine.sessions import local_date
-from engine.state import PAUSE_FEED
+from engine.state import PAUSE_FEED, PAUSE_JOURNAL
 from kernels import layout
 
 #: seconds between sim feed polls: ticks due in that time go to the kernels as one batch
@@ -67,6 +67,7 @@ class Runtime:
         self.started = time.monotonic()
         self.engine = Engine(cfg)
         self.journal = Journal(cfg, self.engine.state.symbols)
+        self.journal.on_state = self._on_journal
         self.order_latency = self.journal.latency = LatencyRing()
         self.frame_latency = LatencyRing()
         self.rate = RateMeter()
@@ -132,6 +133,16 @@ class Runtime:
         for trade in trade_records(rows, symbols):
             self.stats.add(trade["pnl"])
             self.trades.append(trade)
+
+    def _on_journal(self, error: str | None) -> None:
+        # entries stop while a line could be lost; exits run on, their lines held in order
+        self.engine.state.set_pause(PAUSE_JOURNAL, error is not None)
+        if error is None:
+            self.journal.control("journal", state="written")
+            message = "the journal is written again; every held line is in it"
+        else:
+            message = f"cannot write {self.journal.path} ({error}): entries stop, exits run"
+        self._publish({"type": "alert", "code": "journal", "message": message})
 
     def _on_control(self, action: str, **fields) -> None:
         self._publish({"type": "control", "action": action, **fields})
@@ -283,8 +294,13 @@ class Runtime:
         state = self.engine.state
         while True:
             await asyncio.sleep(1.0)
+            if not self.journal.writable:
+                self.journal.flush()  # try the held lines again
             rate = self.rate.sample(state.account_int(layout.A_TICKS))
-            print(status_line(self, rate), file=self.out, flush=True)
+            try:
+                print(status_line(self, rate), file=self.out, flush=True)
+            except OSError:
+                pass  # a console on a full disk: the journal's retry above must go on
 
 
 def status_line(runtime: Runtime, ticks_per_s: float) -> str:
@@ -308,6 +324,9 @@ def status_line(runtime: Runtime, ticks_per_s: float) -> str:
 
 def run_live(cfg: EngineConfig, out: TextIO = sys.stdout) -> None:
     """Run live paper trading on uvloop until SIGINT or SIGTERM."""
+
+    # a file size limit makes writes fail (EFBIG) like a full disk, instead of killing us
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
     async def main() -> None:
         runtime = Runtime(cfg, out)

@@ -24,6 +24,8 @@ PAUSE_BROKER = 4
 #: bit of ``A_PAUSED`` set while the broker's positions or orders disagree with the journal,
 #: cleared by the operator (``reconcile`` once fixed at the broker, or ``adopt``)
 PAUSE_RECONCILE = 8
+#: bit of ``A_PAUSED`` set while the journal cannot be written, cleared once it takes every line
+PAUSE_JOURNAL = 16
 
 
 class State:
@@ -186,6 +188,8 @@ class State:
         paused = self.account_int(layout.A_PAUSED)
         if paused & PAUSE_OPERATOR:
             return "paused"
+        if paused & PAUSE_JOURNAL:
+            return "journal"
         if paused & PAUSE_RECONCILE:
             return "reconcile"
         if paused & PAUSE_BROKER:

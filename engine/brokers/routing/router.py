@@ -205,7 +205,9 @@ class Router(LegKeeper):
             return False
         side, _ = self.held(track.i)
         if track.role == "entry":
-            return bracket.phase == "entering" and self.state.halt_reason() not in HALTS
+            # an entry whose journal line may be lost never leaves
+            entering = bracket.phase == "entering" and self.journal.writable
+            return entering and self.state.halt_reason() not in HALTS
         if track.role == "exit":
             return side != layout.FLAT and bracket.exit is track
         return (
