@@ -272,6 +272,39 @@ def _lookup_symbol(buf, s, e, h, sym_bytes, sym_lens, sym_slots):
         j = (j + 1) & mask
 
 
+@njit(cache=True)
+def _valid_utf8(buf, s, e):
+    # the strict rules protobuf and orjson apply: no overlong forms, no surrogates, nothing past
+    # U+10FFFF (the JSON fast path must refuse exactly the strings orjson refuses)
+    i = s
+    while i < e:
+        c = buf[i]
+        if c < 0x80:
+            i += 1
+            continue
+        if c < 0xC2 or c > 0xF4:
+            return False
+        need = 1 if c < 0xE0 else (2 if c < 0xF0 else 3)
+        if i + need >= e:
+            return False
+        first = buf[i + 1]
+        if first & 0xC0 != 0x80:
+            return False
+        if c == 0xE0 and first < 0xA0:
+            return False
+        if c == 0xED and first > 0x9F:
+            return False
+        if c == 0xF0 and first < 0x90:
+            return False
+        if c == 0xF4 and first > 0x8F:
+            return False
+        for k in range(2, need + 1):
+            if buf[i + k] & 0xC0 != 0x80:
+                return False
+        i += need + 1
+    return True
+
+
 def build_symbol_table(symbols: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Build the uint8 symbol table and open-addressing hash slots the parser matches against.
 

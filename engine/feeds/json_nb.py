@@ -3,9 +3,10 @@
 It accepts the protocol as feeds send it: a tick object ``{"s": .., "p": .., "q": .., "t": ..}``
 (keys in any order, ``q`` optional, blanks anywhere JSON allows) or an array of them, plain
 symbol strings and plain numbers. Anything else, valid or not (escapes, other keys, nested
-values, ``1e400``, broken JSON), makes it answer ``FALLBACK`` and the frame goes through orjson
-(``engine.feeds.frames``), which parses every valid document and names what is wrong with the
-rest. Numbers convert exactly, with the CSV parser's Clinger fast path.
+values, ``1e400``, invalid UTF-8, broken JSON), makes it answer ``FALLBACK`` and the frame goes
+through orjson (``engine.feeds.frames``), which parses every valid document and names what is
+wrong with the rest. Numbers convert exactly, with the CSV parser's Clinger fast path, to the
+bits orjson gives (``-0`` is the integer 0, so +0.0; ``-0.0`` is -0.0).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from engine.feeds.csv_nb import (
     _lookup_symbol,
     _scan_decimal,
     _scan_int,
+    _valid_utf8,
 )
 
 #: the whole frame was parsed
@@ -56,26 +58,30 @@ def _digits(buf, i, end):
 @njit(cache=True)
 def _json_number_end(buf, i, end):
     # JSON's number grammar, -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?: the end of the
-    # number at i, or -1; the scanners below also take 022, 22. and +22, which JSON does not
+    # number at i (or -1) and whether it is an integer; the scanners below also take 022, 22.
+    # and +22, which JSON does not
     if i < end and buf[i] == _MINUS:
         i += 1
     if i >= end or not _ZERO <= buf[i] <= _NINE:
-        return -1
+        return -1, False
     i = i + 1 if buf[i] == _ZERO else _digits(buf, i, end)
+    integer = True
     if i < end and buf[i] == _DOT:
+        integer = False
         fraction = i + 1
         i = _digits(buf, fraction, end)
         if i == fraction:
-            return -1
+            return -1, False
     if i < end and (buf[i] | 32) == 101:  # 'e'
+        integer = False
         i += 1
         if i < end and (buf[i] == _PLUS or buf[i] == _MINUS):
             i += 1
         exponent = i
         i = _digits(buf, exponent, end)
         if i == exponent:
-            return -1
-    return i
+            return -1, False
+    return i, integer
 
 
 @njit(cache=True)
@@ -135,31 +141,37 @@ def parse_json_ticks(buf, start, end, sym_bytes, sym_lens, sym_slots, idx, price
                 s = i + 1
                 i = s
                 h = _FNV_OFFSET
+                wide = False
                 while i < end and buf[i] != _QUOTE:
-                    if buf[i] == _BACKSLASH or buf[i] < 32:
+                    c = buf[i]
+                    if c == _BACKSLASH or c < 32:
                         return n, i, FALLBACK
-                    h = (h ^ np.uint64(buf[i])) * _FNV_PRIME
+                    wide = wide or c >= 128
+                    h = (h ^ np.uint64(c)) * _FNV_PRIME
                     i += 1
-                if i >= end:
+                # orjson refuses a document with invalid UTF-8 anywhere, even in an unknown symbol
+                if i >= end or (wide and not _valid_utf8(buf, s, i)):
                     return n, i, FALLBACK
                 k = _lookup_symbol(buf, s, i, h, sym_bytes, sym_lens, sym_slots)
                 i += 1
                 have |= _HAS_S
             elif key == _P or key == _Q:  # noqa: SIM109 - see csv_nb on tuple membership
-                number_end = _json_number_end(buf, i, end)
+                number_end, integer = _json_number_end(buf, i, end)
                 if number_end < 0:
                     return n, i, FALLBACK
                 value, status, i = _scan_decimal(buf, i, end)
                 if status != _OK or i != number_end:
                     return n, i, FALLBACK
+                if integer and value == 0.0:
+                    value = 0.0  # orjson reads -0 as the integer 0, whose float is +0.0
                 if key == _P:
                     p = value
                     have |= _HAS_P
                 else:
                     q = value
             elif key == _T:
-                number_end = _json_number_end(buf, i, end)
-                if number_end < 0:
+                number_end, integer = _json_number_end(buf, i, end)
+                if number_end < 0 or not integer:
                     return n, i, FALLBACK
                 t, ok, i = _scan_int(buf, i, end)
                 if not ok or i != number_end:

@@ -46,7 +46,7 @@ from engine.brokers.upstox.proto_schema import (
     TYPE_NAMES,
     WIRE_OF_KIND,
 )
-from engine.feeds.csv_nb import _lookup_symbol, fnv1a
+from engine.feeds.csv_nb import _lookup_symbol, _valid_utf8, fnv1a
 from kernels.jit import float_bits
 
 __all__ = [
@@ -105,38 +105,6 @@ def _fixed64(buf, i):
     for k in range(8):
         bits |= np.int64(buf[i + k]) << (8 * k)
     return bits
-
-
-@njit(cache=True)
-def _valid_utf8(buf, s, e):
-    # the strict rules protobuf applies: no overlong forms, no surrogates, nothing past U+10FFFF
-    i = s
-    while i < e:
-        c = buf[i]
-        if c < 0x80:
-            i += 1
-            continue
-        if c < 0xC2 or c > 0xF4:
-            return False
-        need = 1 if c < 0xE0 else (2 if c < 0xF0 else 3)
-        if i + need >= e:
-            return False
-        first = buf[i + 1]
-        if first & 0xC0 != 0x80:
-            return False
-        if c == 0xE0 and first < 0xA0:
-            return False
-        if c == 0xED and first > 0x9F:
-            return False
-        if c == 0xF0 and first < 0x90:
-            return False
-        if c == 0xF4 and first > 0x8F:
-            return False
-        for k in range(2, need + 1):
-            if buf[i + k] & 0xC0 != 0x80:
-                return False
-        i += need + 1
-    return True
 
 
 @njit(cache=True)
