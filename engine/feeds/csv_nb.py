@@ -41,9 +41,10 @@ _MAX_EXACT_MANTISSA = 2**53
 _MANTISSA_LIMIT = 10**17
 #: Exponent digits beyond this value cannot change the result (it is 0 or inf); stop growing.
 _EXPONENT_CAP = 100_000
-#: Largest int64 split as ``10 * DIV10 + LAST``, for overflow checks while parsing integers.
-_INT64_MAX_DIV10 = (2**63 - 1) // 10
-_INT64_MAX_LAST = (2**63 - 1) % 10
+#: Smallest int64 split as ``10 * DIV10 - LAST``, for overflow checks while parsing integers.
+_INT64_MIN = -(2**63)
+_INT64_MIN_DIV10 = -(2**63 // 10)
+_INT64_MIN_LAST = 2**63 % 10
 
 #: Lowercase spellings of the special values accepted as numbers, as uint8 arrays for numba.
 _NAN = np.frombuffer(b"nan", dtype=np.uint8).copy()
@@ -114,6 +115,7 @@ def _scan_int(buf, i, end):
     if i < end and (buf[i] == _MINUS or buf[i] == _PLUS):
         neg = buf[i] == _MINUS
         i += 1
+    # accumulated as a negative number, so that -2**63, one beyond -(2**63 - 1), fits
     v = 0
     nd = 0
     ok = True
@@ -122,13 +124,15 @@ def _scan_int(buf, i, end):
         if d < 0 or d > 9:
             break
         # Compare against constants: a division per digit would dominate the whole parse.
-        if v >= _INT64_MAX_DIV10 and (v > _INT64_MAX_DIV10 or d > _INT64_MAX_LAST):
+        if v <= _INT64_MIN_DIV10 and (v < _INT64_MIN_DIV10 or d > _INT64_MIN_LAST):
             ok = False
         else:
-            v = v * 10 + d
+            v = v * 10 - d
         nd += 1
         i += 1
-    return (-v if neg else v), ok and nd > 0, i
+    if not neg and v == _INT64_MIN:
+        ok = False
+    return (v if neg else -v), ok and nd > 0, i
 
 
 @njit(cache=True)

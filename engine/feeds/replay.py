@@ -334,7 +334,12 @@ class NpyReplay(Replay):
     ) -> None:
         super().__init__(path, symbols, chunk_ticks)
         self.bytes_total = self.path.stat().st_size
-        arr = np.load(self.path, mmap_mode="r", allow_pickle=False)
+        try:
+            arr = np.load(self.path, mmap_mode="r", allow_pickle=False)
+        except Exception as error:
+            # numpy's header parser raises what it meets in a damaged file (EOFError for an
+            # empty one, tokenize.TokenError, SyntaxError): all of them are a refused file
+            raise ValueError(f"{self.path}: not a readable .npy file: {error}") from None
         names = arr.dtype.names
         if names is None or arr.ndim != 1:
             raise ValueError(
@@ -398,6 +403,8 @@ class NpyReplay(Replay):
                 )
             return None
         col = arr[name]
+        if col.ndim != 1:
+            raise ValueError(f"{self.path}: field {name!r} holds {col.shape[1:]} values per row")
         if col.dtype.kind not in kinds:
             raise ValueError(
                 f"{self.path}: field {name!r} has dtype {col.dtype}, expected kind in {kinds!r}"

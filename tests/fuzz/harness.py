@@ -18,7 +18,9 @@ import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import orjson
 from hypothesis import HealthCheck, settings
 
 #: where failing inputs are kept, one folder per parser family
@@ -66,13 +68,38 @@ def _final_run() -> bool:
         return False
 
 
-def save_input(parser: str, data: bytes, suffix: str = ".bin") -> Path:
-    """Write ``data`` to ``regressions/<parser>/<sha1><suffix>`` and return the path."""
+def save_input(parser: str, data: bytes, suffix: str = ".bin", expected: Any = None) -> Path:
+    """Write ``data`` to ``regressions/<parser>/<sha1><suffix>`` and return the path.
+
+    Parameters
+    ----------
+    parser, data, suffix
+        The folder, the failing input and its file name ending.
+    expected : optional
+        What reading ``data`` must give, when the invariants alone cannot tell (a parser that
+        refuses a good row consistently); kept beside it as ``<sha1>.expected.json``.
+    """
     folder = REGRESSIONS / parser
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{hashlib.sha1(data).hexdigest()}{suffix}"
+    digest = hashlib.sha1(data).hexdigest()
+    path = folder / f"{digest}{suffix}"
     path.write_bytes(data)
+    if expected is not None:
+        (folder / f"{digest}.expected.json").write_bytes(orjson.dumps(expected))
     return path
+
+
+def save_failure(parser: str, data: bytes, suffix: str, expected: Any) -> None:
+    """Save ``data`` and ``expected`` (see :func:`save_input`) if saving is on and this is the
+    final, shrunk failing example."""
+    if SAVE and _final_run():
+        save_input(parser, data, suffix, expected)
+
+
+def expected_of(path: Path) -> Any:
+    """Return the expectation saved beside ``path``, or None."""
+    beside = path.with_name(path.name.split(".")[0] + ".expected.json")
+    return orjson.loads(beside.read_bytes()) if beside.exists() else None
 
 
 def saves_failures(parser: str, suffix: str = ".bin") -> Callable:
@@ -104,7 +131,9 @@ def saves_failures(parser: str, suffix: str = ".bin") -> Callable:
 def saved_inputs(parser: str) -> list[Path]:
     """Return the saved inputs of ``parser``, sorted; the replay tests fail on an empty list."""
     folder = REGRESSIONS / parser
-    return sorted(path for path in folder.iterdir() if path.is_file()) if folder.is_dir() else []
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and ".expected." not in p.name)
 
 
 def saved_ids(paths: list[Path]) -> list[str]:
