@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
             return _simfeed(args)
         if command == "login":
             return _login(args)
+        if command == "replay-session":
+            return _replay_session(args)
         return _ticks(args)
     except ConfigError as error:
         print(f"config error: {error}", file=sys.stderr)
@@ -65,12 +67,19 @@ def _parser() -> argparse.ArgumentParser:
     ticks.add_argument("--out", type=Path, required=True, help="output .csv or .npy")
     ticks.add_argument("--count", type=int, default=1_000_000, help="ticks (%(default)s)")
     ticks.add_argument("--seed", type=int, help="seed (default: the config's feed.seed)")
+    replay = commands.add_parser(
+        "replay-session", help="replay a live session's recording into a journal"
+    )
+    replay.add_argument(
+        "--recording", type=Path, required=True, help="a recording file or the record.dir folder"
+    )
+    replay.add_argument("--journal", type=Path, required=True, help="the journal to write")
     login = commands.add_parser("login", help="log in to a broker and store the access token")
     login.add_argument("broker", choices=("kite",), help="the broker to log in to")
     from engine.feeds import simfeed as simfeed_module
 
     simfeed_module.add_arguments(simfeed)
-    for sub in (run, simfeed, doctor, backtest, ticks, login):
+    for sub in (run, simfeed, doctor, backtest, ticks, replay, login):
         sub.add_argument(
             "--config",
             type=Path,
@@ -114,6 +123,14 @@ def _simfeed(args: argparse.Namespace) -> int:
     from engine.feeds import simfeed
 
     return simfeed.serve(load_config(args.config), args)
+
+
+def _replay_session(args: argparse.Namespace) -> int:
+    from engine.replay_session import replay_session
+
+    totals = replay_session(load_config(args.config), args.recording, args.journal)
+    print(f"otrade: replayed {orjson.dumps(totals).decode()}", flush=True)
+    return 0
 
 
 def _login(args: argparse.Namespace) -> int:

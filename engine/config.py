@@ -29,6 +29,7 @@ from engine.config_models import (
     FeedConfig,
     InstrumentConfig,
     JournalConfig,
+    RecordConfig,
     RiskConfig,
     SessionConfig,
     StateConfig,
@@ -45,6 +46,7 @@ __all__ = [
     "FeedConfig",
     "InstrumentConfig",
     "JournalConfig",
+    "RecordConfig",
     "RiskConfig",
     "SessionConfig",
     "StateConfig",
@@ -54,6 +56,7 @@ __all__ = [
     "ensure_config",
     "load_config",
     "parse_config",
+    "validate_config",
 ]
 
 #: Configuration file used when none is given, relative to the working directory.

@@ -34,6 +34,7 @@ __all__ = [
     "FeedConfig",
     "InstrumentConfig",
     "JournalConfig",
+    "RecordConfig",
     "RiskConfig",
     "SessionConfig",
     "StateConfig",
@@ -275,6 +276,15 @@ class JournalConfig(_Model):
     fsync: Bool = True
 
 
+class RecordConfig(_Model):
+    """The flight recorder of live runs (``engine.record``), replayed by ``replay-session``."""
+
+    #: Record every live run's inputs. Default true.
+    enabled: Bool = True
+    #: Folder of the recordings, one file per trading day and run. Default ``"var/record"``.
+    dir: Annotated[Str, Field(min_length=1)] = "var/record"
+
+
 class StateConfig(_Model):
     """Sizes of the preallocated NumPy state."""
 
@@ -331,6 +341,8 @@ class EngineConfig(_Model):
     feed: FeedConfig = FeedConfig()
     #: Default :class:`JournalConfig`.
     journal: JournalConfig = JournalConfig()
+    #: Default :class:`RecordConfig`.
+    record: RecordConfig = RecordConfig()
     #: Default :class:`StateConfig`.
     state: StateConfig = StateConfig()
     #: Default :class:`WebConfig`.

@@ -46,6 +46,8 @@ class Engine:
         #: fields of the broker order behind the fill being drained (tag, order_id), for the
         #: sinks to add to its entry or exit record; empty otherwise
         self.fill_note: dict = {}
+        #: the flight recorder (``engine.record.Recorder``) of a live session, or None
+        self.recorder = None
         #: live real-time feeds: refuse ticks dated more than this ahead of the wall clock, ns;
         #: None (backtests, replays) bounds them by ``layout.TS_HORIZON`` only
         self.clock_skew_ns: int | None = None
@@ -76,6 +78,8 @@ class Engine:
         if self.clock_skew_ns is not None:
             state.ints[state.acct, layout.A_MAX_TS] = time.time_ns() + self.clock_skew_ns
         codes = state.tick_codes(n)
+        if self.recorder is not None:
+            self.recorder.ticks(idx, price, size, ts, n)
         book, events = state.book, state.events
         start = 0
         while start < n:
@@ -122,6 +126,7 @@ class Engine:
             The broker order's ``tag`` and ``order_id``, added to the journal's fill line.
         """
         state = self.state
+        self._record("fill", i=i, side=side, qty=qty, price=price, reason=reason, ts=ts, note=note)
         if ts >= state.calendar_end:
             state.ensure_calendar(ts, ts)
         self.fill_note = note
@@ -136,33 +141,45 @@ class Engine:
 
     def kill(self, ts: int | None = None) -> None:
         """Flatten everything and refuse every entry until ``resume``."""
+        ts = _now(ts)
+        self._record("kill", ts=ts)
         self.announce("kill")
-        kill(self.state.book, self.state.events, _now(ts))
+        kill(self.state.book, self.state.events, ts)
         self.drain()
 
     def flatten(self, symbol: str | None = None, ts: int | None = None) -> None:
         """Close one symbol's position, or all of them, at the LTP (reason ``manual``)."""
         targets = range(self.state.n) if symbol is None else [self.state.index[symbol]]
+        ts = _now(ts)
+        self._record("flatten", symbol=symbol, ts=ts)
         self.announce("flatten", symbol=symbol)
         for i in targets:
-            flatten_one(self.state.book, self.state.events, i, _now(ts), layout.R_MANUAL)
+            flatten_one(self.state.book, self.state.events, i, ts, layout.R_MANUAL)
         self.drain()
 
     def close(self, i: int, reason: int, ts: int | None = None) -> None:
         """Close instrument row ``i``'s position at market with exit ``reason`` (``layout.R_*``);
         live, this is one exit intent, sent unless an exit is on its way already."""
-        flatten_one(self.state.book, self.state.events, i, _now(ts), reason)
+        ts = _now(ts)
+        self._record("close", i=i, reason=reason, ts=ts)
+        flatten_one(self.state.book, self.state.events, i, ts, reason)
         self.drain()
 
     def pause(self) -> None:
         """Stop new entries; exits keep running."""
+        self._record("pause")
         self.announce("pause")
         self.state.set_pause(PAUSE_OPERATOR, True)
 
     def resume(self) -> None:
         """Lift a pause or halt (see ``State.resume``)."""
+        self._record("resume")
         self.announce("resume")
         self.state.resume()
+
+    def _record(self, op: str, **fields) -> None:
+        if self.recorder is not None:
+            self.recorder.event(op, **fields)
 
     def announce(self, action: str, **fields) -> None:
         """Tell the control listeners (journal, page) of an operator action."""

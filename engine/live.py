@@ -9,6 +9,7 @@ printed every second. SIGINT or SIGTERM stop it within a second with the journal
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import signal
 import sys
@@ -33,6 +34,7 @@ from engine.feeds.ticks import TickBatch
 from engine.feeds.ws import WsFeed
 from engine.journal import Journal, restore
 from engine.metrics import LatencyRing, RateMeter
+from engine.record import Recorder
 from engine.sessions import local_date
 from engine.state import PAUSE_FEED, PAUSE_JOURNAL
 from kernels import layout
@@ -88,6 +90,11 @@ class Runtime:
             self.router = Router(self.engine, self.adapter, self.journal, self._publish)
         else:
             self.engine.paper = PaperBroker(self.engine)
+        #: the flight recorder, when ``record.enabled``; its first file opens in ``run()``
+        self.recorder = None
+        if cfg.record.enabled:
+            self.recorder = Recorder(cfg, self.engine.state, self.journal.run_id)
+            self.engine.recorder = self.recorder
         self.feed = None
         index = self.engine.state.index
         if cfg.feed.name == "ws":
@@ -204,6 +211,9 @@ class Runtime:
         # (integers beyond 64 bits), which the models refuse by name
         cfg = validate_config(merged, "PATCH /api/strategy")
         self.cfg = self.engine.cfg = cfg
+        if self.recorder is not None:
+            sections = {name: merged[name] for name in ("strategy", "bracket")}
+            self.recorder.event("strategy", **sections)
         self.engine.state.apply_strategy(cfg)
         for listener in self.engine.controls:  # the journal and the page, as any control
             listener("strategy", changes=changes)
@@ -224,8 +234,11 @@ class Runtime:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self.stop)
-        repaired = {} if self.journal.repaired is None else {"repaired": self.journal.repaired}
-        self.journal.control("start", restored=self.restored, **repaired)
+        noted = {} if self.journal.repaired is None else {"repaired": self.journal.repaired}
+        if self.recorder is not None:
+            self.recorder.open(self._day())
+            noted["recording"] = str(self.recorder.path)
+        self.journal.control("start", restored=self.restored, **noted)
         tasks = []
         if self.adapter is not None:
             try:
@@ -263,6 +276,11 @@ class Runtime:
                 await self.adapter.close()
             self.journal.control("stop", ticks=self.engine.state.account_int(layout.A_TICKS))
             self.journal.close()
+            if self.recorder is not None:
+                self.recorder.close()
+
+    def _day(self) -> str:
+        return local_date(time.time_ns(), self.cfg.session).isoformat()
 
     def stop(self) -> None:
         """Ask the loop to stop after the batch in flight."""
@@ -296,11 +314,12 @@ class Runtime:
             await asyncio.sleep(1.0)
             if not self.journal.writable:
                 self.journal.flush()  # try the held lines again
+            if self.recorder is not None:
+                self.recorder.roll(self._day())
             rate = self.rate.sample(state.account_int(layout.A_TICKS))
-            try:
+            # a console on a full disk must not end this loop: the journal's retry goes on
+            with contextlib.suppress(OSError):
                 print(status_line(self, rate), file=self.out, flush=True)
-            except OSError:
-                pass  # a console on a full disk: the journal's retry above must go on
 
 
 def status_line(runtime: Runtime, ticks_per_s: float) -> str:

@@ -77,6 +77,8 @@ def status(runtime: Runtime) -> dict:
             "max_used": _used(drawdown, risk.max_loss_limit),
         },
         "clients": 0 if runtime.web is None else runtime.web.hub.client_count(),
+        "journal": {"written": runtime.journal.writable, "error": runtime.journal.error},
+        "record": None if runtime.recorder is None else runtime.recorder.status(),
     }
 
 
