@@ -15,6 +15,9 @@ from engine.core import Engine
 from engine.record import SUFFIX, Recorder
 from engine.replay_session import read_records, recording_files, replay_session
 from tests.conftest import config_dict, wait_until
+from tests.fakes.kite import FakeKite
+from tests.kite_live import INFY, open_long, placed
+from tests.kite_live import start as kite_start
 from tests.live import ROOT, LiveEngine
 
 #: the fields a replayed order or fill line must share with the live one
@@ -149,3 +152,39 @@ def test_a_recording_that_cannot_be_written_drops_and_counts_and_trading_goes_on
     assert engine.state.account_int(22) == 1000  # every tick ran
     recorder.roll("2025-11-21")  # the next second: a new part with its own snapshot
     assert recorder.path.name.endswith(f"-001{SUFFIX}") and recorder.status()["bytes"] > 0
+
+
+def kernel_lines(path: Path) -> list[dict]:
+    """The kernels' own lines: intents (orders ``entry``/``exit``), stop moves and fills."""
+    return [
+        line
+        for line in trading_lines(path)
+        if line["type"] == "fill" or line["action"] in ("entry", "exit", "modify")
+    ]
+
+
+def test_a_kite_session_replays_to_the_same_intents_and_fills(tmp_path) -> None:
+    with FakeKite([{**INFY, "last_price": 100.0}]) as fake:
+        live = kite_start(tmp_path, fake)
+        try:
+            open_long(live, fake)
+            wait_until(lambda: len(placed(fake)) == 3, 10)
+            fake.push_ticks("INFY", [100.4, 100.0])  # the stop fills
+            wait_until(lambda: live.http.get("/api/positions").json() == [], 10)
+            assert live.post("/api/control/pause").status_code == 200
+            fake.push_ticks("INFY", [100.0, 100.0, 101.0])  # a crossing, refused: paused
+            assert live.post("/api/control/resume").status_code == 200
+            patch = {"bracket": {"stop_ticks": 6}}
+            assert live.http.patch("/api/strategy", json=patch, headers=live.auth()).is_success
+            fake.push_ticks("INFY", [100.0, 100.0, 100.0, 101.0])  # crosses up again: a buy
+            wait_until(lambda: len(live.http.get("/api/positions").json()) == 1, 10)
+            assert live.post("/api/control/flatten").status_code == 200
+            wait_until(lambda: live.http.get("/api/positions").json() == [], 10)
+        finally:
+            assert live.stop() == 0
+    recorded = kernel_lines(live.journal)
+    assert [line["action"] for line in recorded if line["type"] == "order"].count("entry") == 2
+    out = tmp_path / "replayed.jsonl"
+    result = replay(live.config, tmp_path / "var" / "record", out)
+    assert result.returncode == 0, result.stderr
+    assert kernel_lines(out) == recorded
