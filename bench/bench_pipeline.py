@@ -73,7 +73,10 @@ def run_raw(engine: Engine, t: Ticks) -> Engine:
     codes = state.tick_codes(t.n)
     start = 0
     while start < t.n:
-        start = run_ticks(book, events, t.idx, t.price, t.size, t.ts, codes, start, t.n)
+        start = run_ticks(
+            book, events, t.idx, t.price, t.size, t.ts, codes, state.record, state.record_ctl,
+            start, t.n,
+        )  # fmt: skip
         ints[acct, layout.A_EVENTS] = 0
     return engine
 

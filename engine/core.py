@@ -15,6 +15,7 @@ import numpy as np
 from engine.config import EngineConfig
 from engine.state import PAUSE_OPERATOR, State
 from kernels import broker_fill, flatten_one, kill, layout, run_ticks
+from kernels.record import RC_NEED, RC_WANT
 
 if TYPE_CHECKING:
     from engine.brokers.paper import PaperBroker
@@ -78,12 +79,17 @@ class Engine:
         if self.clock_skew_ns is not None:
             state.ints[state.acct, layout.A_MAX_TS] = time.time_ns() + self.clock_skew_ns
         codes = state.tick_codes(n)
-        if self.recorder is not None:
-            self.recorder.ticks(idx, price, size, ts, n)
-        book, events = state.book, state.events
+        book, events, ctl = state.book, state.events, state.record_ctl
+        args = (idx, price, size, ts, codes)
+        recording = self.recorder is not None
+        if recording:
+            ctl[RC_WANT] = 1  # run_ticks records the batch before it runs it
         start = 0
         while start < n:
-            start = run_ticks(book, events, idx, price, size, ts, codes, start, n)
+            start = run_ticks(book, events, *args, state.record, ctl, start, n)
+            if recording and ctl[RC_WANT]:
+                self.recorder.make_room(int(ctl[RC_NEED]))  # then the same batch again
+                continue
             self.drain(recv_ns)
             if start < n:
                 state.ensure_calendar(int(ts[start]), int(ts[start]))

@@ -111,7 +111,8 @@ class Journal:
         lines = []
         for record in records:
             lines.extend(self._lines(record, recv_ns, submit_ns))
-        self._append(b"".join(orjson.dumps(line) + b"\n" for line in lines))
+        if lines:  # a block of repeated refusals only writes (and fsyncs) nothing
+            self._append(b"".join(orjson.dumps(line) + b"\n" for line in lines))
 
     def _lines(self, record: dict, recv_ns: int, submit_ns: int) -> Iterator[dict]:
         if not self._refusals.keep(record):

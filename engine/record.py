@@ -17,8 +17,9 @@ int64 header ``kind, count, a, b`` and a payload:
 * ``BOOK``: ``count`` float64 words, the book; ``FLAGS``: ``count`` float64 words, the
   ``I_PENDING`` then the ``I_STOP_RESTING`` column.
 
-Ticks are copied by one Numba call per batch into a preallocated buffer, written out when full
-and every second: no per-tick Python object, and memory bounded by the buffer. A recording that
+Ticks are copied into a preallocated buffer by ``run_ticks`` itself (``kernels.record``), in the
+kernel call the batch makes anyway, and written out when full and every second: no per-tick
+Python object, no call of its own, and memory bounded by the buffer. A recording that
 cannot be written (disk full) is cut back to its last whole record and drops what follows,
 counted, until the next second opens a new part with a fresh snapshot; trading never waits on
 it. Each part replays from its own snapshot, so a gap loses only the gap.
@@ -33,39 +34,20 @@ from pathlib import Path
 
 import numpy as np
 import orjson
-from numba import njit
 
 from engine.config import EngineConfig, dump_config
 from engine.state import State
 from kernels import layout
+from kernels.record import HEAD_WORDS, K_FLAGS, K_TICKS, RC_BATCHES, RC_FLAGS, RC_POS
 
 #: first bytes of every recording file
 MAGIC = b"OTREC\x01\x00\x00"
-#: record kinds
-TICKS, EVENT, HEADER, BOOK, FLAGS = 1, 2, 3, 4, 5
-#: int64 words of a record header and of a tick row
-HEAD_WORDS = ROW_WORDS = 4
+#: record kinds: ticks and flags are written by ``kernels.record``, the rest here
+TICKS, EVENT, HEADER, BOOK, FLAGS = K_TICKS, 2, 3, 4, K_FLAGS
 #: bytes of the write buffer at the least; a batch larger than that gets a buffer to fit
 BUFFER_BYTES = 4 << 20
 #: extension of recording files
 SUFFIX = ".otrec"
-
-
-@njit(cache=True)
-def append_ticks(words, floats, pos, idx, price, size, ts, n, max_ts, paused):
-    """Write one ``TICKS`` record at word ``pos`` of the buffer; return the next position."""
-    words[pos] = TICKS
-    words[pos + 1] = n
-    words[pos + 2] = max_ts
-    words[pos + 3] = paused
-    row = pos + HEAD_WORDS
-    for k in range(n):
-        words[row] = idx[k]
-        floats[row + 1] = price[k]
-        floats[row + 2] = size[k]
-        words[row + 3] = ts[k]
-        row += ROW_WORDS
-    return row
 
 
 class Recorder:
@@ -87,16 +69,12 @@ class Recorder:
         self.run_id = run_id
         self.dir = Path(cfg.record.dir)
         self.dir.mkdir(parents=True, exist_ok=True)
+        self._ctl = state.record_ctl
         self._grow(BUFFER_BYTES // 8)
-        self._pos = 0
         self._fd = -1
         self._part = 0
         self._good = 0  # bytes of the file up to its last whole write
         self._broken = False
-        self._flags = np.zeros(2 * state.n, np.float64)
-        self._live = bool(cfg.broker.live)
-        #: batches recorded, the frame index of the next control
-        self.batches = 0
         #: bytes written to files, and bytes dropped because they could not be written
         self.written = self.lost = 0
         #: the file being written, and the trading day it belongs to
@@ -127,27 +105,16 @@ class Recorder:
         self._write_direct(MAGIC)
         self._json(HEADER, header)
         self._words(BOOK, self.state.book.ravel())
-        self._flags[:] = self._current_flags()
+        # the flags as of the snapshot, so the kernel records only changes after it
+        book, n = self.state.book[: self.state.n], self.state.n
+        self._ctl[RC_FLAGS : RC_FLAGS + n] = book[:, layout.I_PENDING].view(np.int64)
+        self._ctl[RC_FLAGS + n : RC_FLAGS + 2 * n] = book[:, layout.I_STOP_RESTING].view(np.int64)
 
-    def ticks(self, idx: np.ndarray, price: np.ndarray, size: np.ndarray, ts: np.ndarray, n: int):
-        """Record one batch, just before the kernels run it."""
-        state = self.state
-        if self._live:
-            flags = self._current_flags()
-            if not np.array_equal(flags, self._flags):
-                self._flags[:] = flags
-                self._words(FLAGS, flags)
-        need = HEAD_WORDS + n * ROW_WORDS
-        if self._pos + need > len(self._buffer):
-            self.flush()
-            if need > len(self._buffer):
-                self._grow(need)  # once per new largest batch (a ws frame of 50k ticks)
-        max_ts = int(state.ints[state.acct, layout.A_MAX_TS])
-        paused = int(state.ints[state.acct, layout.A_PAUSED])
-        self._pos = append_ticks(
-            self._buffer, self._floats, self._pos, idx, price, size, ts, n, max_ts, paused
-        )
-        self.batches += 1
+    def make_room(self, words: int) -> None:
+        """Flush so that a record of ``words`` fits, growing the buffer for a larger batch."""
+        self.flush()
+        if words > len(self._buffer):
+            self._grow(words)  # once per new largest batch (a ws frame of 50k ticks)
 
     def event(self, op: str, **fields) -> None:
         """Record a control, a broker fill or a strategy change, between batches."""
@@ -155,9 +122,10 @@ class Recorder:
 
     def flush(self) -> None:
         """Write the buffer out; what cannot be written is dropped and counted."""
-        if self._pos:
-            self._write_direct(self._bytes[: self._pos * 8])
-            self._pos = 0
+        pos = int(self._ctl[RC_POS])
+        if pos:
+            self._write_direct(self._bytes[: pos * 8])
+            self._ctl[RC_POS] = 0
 
     def roll(self, day: str) -> None:
         """Start a new file when the trading day changed or a write failed; else flush."""
@@ -172,20 +140,15 @@ class Recorder:
             self.flush()
             os.close(self._fd)
             self._fd = -1
-        self._pos = 0
+        self._ctl[RC_POS] = 0
 
     def status(self) -> dict:
         """Return the recorder's figures for ``/api/status``."""
         return {"file": str(self.path), "bytes": self.written, "lost_bytes": self.lost}
 
     def _grow(self, words: int) -> None:
-        self._buffer = np.zeros(words, np.int64)
-        self._floats = self._buffer.view(np.float64)
+        self._buffer = self.state.record = np.zeros(words, np.int64)
         self._bytes = memoryview(self._buffer).cast("B")
-
-    def _current_flags(self) -> np.ndarray:
-        book = self.state.book[: self.state.n]
-        return np.concatenate((book[:, layout.I_PENDING], book[:, layout.I_STOP_RESTING]))
 
     def _json(self, kind: int, document: dict) -> None:
         payload = orjson.dumps(document)
@@ -197,16 +160,17 @@ class Recorder:
 
     def _record(self, kind: int, count: int, payload: np.ndarray) -> None:
         need = HEAD_WORDS + len(payload)
-        if self._pos + need > len(self._buffer):
+        batches = int(self._ctl[RC_BATCHES])
+        if int(self._ctl[RC_POS]) + need > len(self._buffer):
             self.flush()
         if need > len(self._buffer):  # a snapshot of a large book: straight to the file
-            head = np.array([kind, count, self.batches, 0], np.int64)
+            head = np.array([kind, count, batches, 0], np.int64)
             self._write_direct(head.tobytes() + payload.tobytes())
             return
-        buffer, pos = self._buffer, self._pos
-        buffer[pos : pos + HEAD_WORDS] = (kind, count, self.batches, 0)
+        buffer, pos = self._buffer, int(self._ctl[RC_POS])
+        buffer[pos : pos + HEAD_WORDS] = (kind, count, batches, 0)
         buffer[pos + HEAD_WORDS : pos + need] = payload
-        self._pos = pos + need
+        self._ctl[RC_POS] = pos + need
 
     def _write_direct(self, data) -> None:
         view = memoryview(data).cast("B")

@@ -21,8 +21,9 @@ from engine.config import ConfigError, EngineConfig, dump_config, validate_confi
 from engine.core import Engine
 from engine.feeds.ticks import TickBatch
 from engine.journal import Journal
-from engine.record import BOOK, EVENT, FLAGS, HEAD_WORDS, HEADER, MAGIC, ROW_WORDS, SUFFIX, TICKS
+from engine.record import BOOK, EVENT, FLAGS, HEADER, MAGIC, SUFFIX, TICKS
 from kernels import layout
+from kernels.record import HEAD_WORDS, ROW_WORDS
 
 
 def recording_files(path: str | os.PathLike[str]) -> list[Path]:

@@ -11,6 +11,7 @@ import numpy as np
 from engine.config import EngineConfig
 from engine.sessions import CALENDAR_DAYS, fill_calendar, local_date
 from kernels import layout
+from kernels.record import RC_FLAGS
 
 _INT64_MIN = np.iinfo(np.int64).min
 #: nanoseconds in a day (ignoring daylight saving, which only widens the margin)
@@ -50,6 +51,10 @@ class State:
         self.event_floats = self.events.view(np.float64)
         #: each tick's code from the last ``run_ticks`` (0 accepted, else its reject reason)
         self.codes = np.zeros(cfg.state.chunk_ticks, np.int8)
+        #: the flight recorder's buffer and its control words (``kernels.record``); a recorder
+        #: swaps its own buffer in, and sets ``RC_WANT`` per batch
+        self.record = np.zeros(0, np.int64)
+        self.record_ctl = np.zeros(RC_FLAGS + 2 * self.n, np.int64)
         self._write_parameters()
 
     def _write_parameters(self) -> None:

@@ -822,7 +822,9 @@ def test_run_ticks_returns_early_when_the_event_ring_is_nearly_full():
     idx, price, size, ts = zigzag(2000).arrays()
     n = len(idx)
     codes = state.tick_codes(n)
-    stop = run_ticks(state.book, state.events, idx, price, size, ts, codes, 0, n)
+    stop = run_ticks(
+        state.book, state.events, idx, price, size, ts, codes, state.record, state.record_ctl, 0, n
+    )
     assert 0 < stop < n
     written = state.account_int(A_EVENTS)
     room = state.account_int(A_EVENT_CAP) - state.account_int(A_N_INST) - 4
@@ -913,7 +915,10 @@ def test_on_tick_and_run_ticks_agree(seed):
         for i, p, s, t in zip(idx, price, size, ts, strict=True)
     ]
     batch_codes = batch.tick_codes(len(idx))
-    ran = run_ticks(batch.book, batch.events, idx, price, size, ts, batch_codes, 0, len(idx))
+    ran = run_ticks(
+        batch.book, batch.events, idx, price, size, ts, batch_codes, batch.record,
+        batch.record_ctl, 0, len(idx),
+    )  # fmt: skip
     assert ran == len(idx)
     assert batch_codes[: len(idx)].tolist() == codes
 
