@@ -253,9 +253,9 @@ class FeedConfig(_Model):
     #: Seconds a ``ws`` or ``broker`` feed's tick may be dated ahead of this machine's clock;
     #: later ticks are refused and counted as ``future_timestamp``. Default 30.
     max_clock_skew_s: Annotated[Float, Field(gt=0)] = 30.0
-    #: Largest ``ws`` frame accepted, in bytes; larger frames are dropped and counted.
-    #: Default 1048576.
-    max_frame_bytes: Annotated[Int, Field(ge=1024)] = 1_048_576
+    #: Largest ``ws`` frame accepted, in bytes, at most 64 MiB (a frame is parsed whole, into
+    #: a batch sized for it); larger frames are dropped and counted. Default 1048576.
+    max_frame_bytes: Annotated[Int, Field(ge=1024, le=64 << 20)] = 1_048_576
 
     @model_validator(mode="after")
     def _replay_needs_path(self) -> FeedConfig:
