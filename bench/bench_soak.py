@@ -2,12 +2,13 @@
 
 One ``run.py`` on the ``ws`` feed (``bench.live.LiveRig``) takes ten-tick frames from
 ``bench/feeder.py`` at 50k ticks/s for :data:`SOAK_S` seconds (``OTRADE_SOAK_S``; 600 measured,
-a few seconds under ``--benchmark-disable``), trading the zig-zag with the flight recorder on,
-while 20 WebSocket clients read ``/ws`` and the harness polls ``/api/status`` ten times a
-second. Every poll samples the engine's RSS and its frame latency p99 (over its last frames).
-Reported: RSS over the run after the first minute (flat = max - min within 5 MB), the p99 of the
-first and the last minute (no drift), and the recording checked against the ticks it holds:
-whole records only, one row per tick the kernels saw.
+a few seconds under ``--benchmark-disable``), trading the zig-zag (:data:`LEG`) with the
+journal's fsync and the flight recorder on, while 20 WebSocket clients read ``/ws`` and the
+harness polls ``/api/status`` ten times a second. Every poll samples the engine's RSS and its
+frame latency p99 (over its last frames). Reported: RSS over the run after the first minute
+(flat = max - min within 5 MB), the p99 of the first and the last minute (no drift), and the
+recording checked against the ticks it holds: whole records only, one row per tick the kernels
+saw.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from engine.replay_session import read_records, recording_files
 
 #: ticks per second and per frame of the soak
 RATE, FRAME_TICKS = 50_000, 10
+#: zig-zag leg in ticks: two crossings per 1,000 ticks, ~200 orders and fills a second, each
+#: block of them fsynced as a trader's journal would be
+LEG = 500
 #: WebSocket clients reading ``/ws`` throughout
 CLIENTS = 20
 #: seconds of the measured soak, and of the smoke run
@@ -72,7 +76,7 @@ def test_soak(benchmark: BenchmarkFixture, tmp_path, bench_disabled: bool) -> No
     duration = SMOKE_S if bench_disabled else SOAK_S
     settle = 0.0 if bench_disabled else min(SETTLE_S, duration / 4)
     count = int(RATE * duration) // FRAME_TICKS * FRAME_TICKS
-    with LiveRig(tmp_path, web={"push_hz": 10}) as rig:
+    with LiveRig(tmp_path, web={"push_hz": 10}, journal={"fsync": True}) as rig:
         engine = rig.engine
         readers = Readers(engine.web_port)
         samples: list[tuple[float, int, float | None]] = []
@@ -84,7 +88,7 @@ def test_soak(benchmark: BenchmarkFixture, tmp_path, bench_disabled: bool) -> No
             samples.append((time.monotonic() - began, engine.rss_kib(), p99))
 
         def soak():
-            return rig.run(count, RATE, FRAME_TICKS, leg=10, poll_s=0.1, record=False, probe=probe)
+            return rig.run(count, RATE, FRAME_TICKS, leg=LEG, poll_s=0.1, record=False, probe=probe)
 
         result = benchmark.pedantic(soak, rounds=1, iterations=1)
         readers.close()

@@ -28,8 +28,10 @@ from pathlib import Path
 
 try:
     from bench.report_brokers import brokers_section
+    from bench.report_durability import durability_section
 except ImportError:  # run as a script: bench/ itself is on the path
     from report_brokers import brokers_section
+    from report_durability import durability_section
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTES_OPEN = "<!-- notes -->"
@@ -493,6 +495,7 @@ def render(doc: dict, benches: dict[str, Bench], notes: str, source: str) -> str
         process_section(benches),
         live_section(benches),
         brokers_section(benches, table),
+        durability_section(benches, table, fmt_time),
         all_section(benches),
     ):
         if section:
