@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
@@ -17,13 +17,25 @@ from engine.state import PAUSE_OPERATOR, State
 from kernels import broker_fill, flatten_one, kill, layout, run_ticks
 from kernels.record import RC_NEED, RC_WANT
 
-if TYPE_CHECKING:
-    from engine.brokers.paper import PaperBroker
-
 #: a sink takes a drained block of event rows and the batch's receive stamp (monotonic ns)
 EventSink = Callable[[np.ndarray, int], None]
 #: a control listener takes the operator action's name and its details (the journal's control)
 ControlListener = Callable[..., None]
+
+
+class TickMatcher(Protocol):
+    """What matches operator orders against each batch after the kernels (the paper broker)."""
+
+    def on_ticks(
+        self,
+        idx: np.ndarray,
+        price: np.ndarray,
+        ts: np.ndarray,
+        n: int,
+        *,
+        codes: np.ndarray,
+        recv_ns: int = 0,
+    ) -> None: ...
 
 
 class Engine:
@@ -43,7 +55,7 @@ class Engine:
         self.sinks: list[EventSink] = list(sinks or [])
         self.controls: list[ControlListener] = []
         #: the paper broker matching operator orders, when one is attached
-        self.paper: PaperBroker | None = None
+        self.paper: TickMatcher | None = None
         #: fields of the broker order behind the fill being drained (tag, order_id), for the
         #: sinks to add to its entry or exit record; empty otherwise
         self.fill_note: dict = {}
