@@ -105,9 +105,10 @@ def _run(args: argparse.Namespace) -> int:
     from engine.brokers.live_base import BrokerError
     from engine.journal import JournalError
     from engine.live import run_live
+    from web.server import WebServer  # the composition root: the engine never imports the web
 
     try:
-        run_live(cfg)
+        run_live(cfg, surface=WebServer)
     except JournalError as error:
         print(f"journal error: {args.config}: {error}", file=sys.stderr)
         return 2

@@ -16,7 +16,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TextIO
+from typing import Protocol, TextIO
 
 import numpy as np
 import orjson
@@ -52,6 +52,19 @@ WEB_STOP_S = 0.5
 Listener = Callable[[dict], None]
 
 
+class Surface(Protocol):
+    """What serves the runtime to the operator (``web.server.WebServer``), on the same loop."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self, timeout: float) -> None: ...
+
+
+#: builds the operator surface from the runtime; the composition root (``engine.cli``) passes
+#: ``web.server.WebServer``, so the engine itself never imports the web
+SurfaceFactory = Callable[["Runtime"], Surface]
+
+
 class Runtime:
     """Everything one live process runs: engine, paper broker, journal, feed and web.
 
@@ -61,11 +74,16 @@ class Runtime:
         The validated configuration.
     out : TextIO
         Where the start banner and status lines go.
+    surface : SurfaceFactory, optional
+        Builds the web server when ``web.enabled``; None serves nothing.
     """
 
-    def __init__(self, cfg: EngineConfig, out: TextIO = sys.stdout) -> None:
+    def __init__(
+        self, cfg: EngineConfig, out: TextIO = sys.stdout, surface: SurfaceFactory | None = None
+    ) -> None:
         self.cfg = cfg
         self.out = out
+        self._surface = surface
         self.started = time.monotonic()
         self.engine = Engine(cfg)
         self.journal = Journal(cfg, self.engine.state.symbols)
@@ -223,11 +241,9 @@ class Runtime:
 
     async def run(self) -> None:
         """Feed, trade, serve and report until ``stop()``; then journal the stop and close."""
-        if self.cfg.web.enabled:
-            from web.server import WebServer
-
+        if self.cfg.web.enabled and self._surface is not None:
             try:
-                self.web = WebServer(self)
+                self.web = self._surface(self)
             except BaseException:
                 self.journal.close()
                 raise
@@ -341,14 +357,16 @@ def status_line(runtime: Runtime, ticks_per_s: float) -> str:
     )
 
 
-def run_live(cfg: EngineConfig, out: TextIO = sys.stdout) -> None:
-    """Run live paper trading on uvloop until SIGINT or SIGTERM."""
+def run_live(
+    cfg: EngineConfig, out: TextIO = sys.stdout, surface: SurfaceFactory | None = None
+) -> None:
+    """Run live trading on uvloop until SIGINT or SIGTERM, served by ``surface``."""
 
     # a file size limit makes writes fail (EFBIG) like a full disk, instead of killing us
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
     async def main() -> None:
-        runtime = Runtime(cfg, out)
+        runtime = Runtime(cfg, out, surface)
         feed = "the sim feed" if runtime.feed is None else cfg.feed.url
         if cfg.feed.name == "broker":
             feed = f"{cfg.broker.name}'s market data"
