@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint clean
+.PHONY: run test fuzz bench lint clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -21,6 +21,11 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m pytest tests bench --benchmark-disable
+
+# the fuzz suite with ten times CI's examples (a few minutes); a failure's shrunk input is saved
+# under tests/fuzz/regressions/<parser>/ and replays on every `make test`
+fuzz: $(STAMP)
+	OTRADE_FUZZ_PROFILE=long $(PY) -m pytest tests/fuzz
 
 bench: $(STAMP)
 	$(PY) -m pytest bench --benchmark-only --benchmark-json=bench/results.json --benchmark-save-data

@@ -37,7 +37,7 @@ _COMMON = {
     "print_blob": True,
 }
 settings.register_profile("otrade-fuzz-ci", max_examples=100, **_COMMON)
-settings.register_profile("otrade-fuzz-long", max_examples=4000, **_COMMON)
+settings.register_profile("otrade-fuzz-long", max_examples=1000, **_COMMON)
 PROFILE = os.environ.get("OTRADE_FUZZ_PROFILE", "ci")
 if PROFILE not in ("ci", "long"):
     raise ValueError(f"OTRADE_FUZZ_PROFILE must be ci or long, got {PROFILE!r}")
