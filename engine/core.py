@@ -144,6 +144,9 @@ class Engine:
             The broker order's ``tag`` and ``order_id``, added to the journal's fill line.
         """
         state = self.state
+        if self.clock_skew_ns is not None:
+            # a broker's clock far ahead must not end the trading day either (see process)
+            ts = min(ts, time.time_ns() + self.clock_skew_ns)
         self._record("fill", i=i, side=side, qty=qty, price=price, reason=reason, ts=ts, note=note)
         if ts >= state.calendar_end:
             state.ensure_calendar(ts, ts)

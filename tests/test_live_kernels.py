@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from engine.core import Engine
 from kernels import layout
 from tests.conftest import EventLog, Ticks, make_config, run
@@ -109,3 +111,17 @@ def test_paper_mode_is_unchanged_by_the_live_columns() -> None:
     run(engine, Ticks().extend([100, 100, 100, 101]))
     assert "entry" in kinds(log) and "intent" not in kinds(log)
     assert engine.state.book[0, layout.I_PENDING] == 0
+
+
+def test_a_broker_fill_dated_far_ahead_is_booked_at_the_clock_and_keeps_the_day() -> None:
+    engine, log = live_engine()
+    engine.clock_skew_ns = 30 * 10**9  # as the runtime sets it for a live feed
+    now = time.time_ns()
+    run(engine, Ticks(ts=now).extend([100, 100, 100, 101]))
+    state = engine.state
+    day = state.ints[state.ints[state.acct, layout.A_SESSION_ROW], layout.S_DAY_START]
+    week = 7 * 86_400 * 10**9
+    engine.broker_fill(0, layout.LONG, 1, 101.0, layout.R_NONE, now + week, tag="T1")
+    (entry,) = [r for r in log.records() if r["type"] == "entry"]
+    assert now <= entry["tick_t"] <= time.time_ns() + engine.clock_skew_ns
+    assert state.ints[state.ints[state.acct, layout.A_SESSION_ROW], layout.S_DAY_START] == day
