@@ -68,7 +68,6 @@ class Recorder:
         self.state = state
         self.run_id = run_id
         self.dir = Path(cfg.record.dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
         self._ctl = state.record_ctl
         self._grow(BUFFER_BYTES // 8)
         self._fd = -1
@@ -77,6 +76,8 @@ class Recorder:
         self._broken = False
         #: bytes written to files, and bytes dropped because they could not be written
         self.written = self.lost = 0
+        #: the last write error, None while every record reaches the file
+        self.error: str | None = None
         #: the file being written, and the trading day it belongs to
         self.path: Path | None = None
         self.day: str | None = None
@@ -88,11 +89,12 @@ class Recorder:
         self.day = day
         self.path = self.dir / f"{day}-{self.run_id}-{self._part:03d}{SUFFIX}"
         try:
+            self.dir.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        except OSError:
-            self._broken = True
+        except OSError as error:
+            self._fail(error)  # recording is best effort: trading goes on without it
             return
-        self._good, self._broken = 0, False
+        self._good, self._broken, self.error = 0, False, None
         header = {
             "version": 1,
             "config": orjson.loads(dump_config(self.cfg)),
@@ -144,7 +146,16 @@ class Recorder:
 
     def status(self) -> dict:
         """Return the recorder's figures for ``/api/status``."""
-        return {"file": str(self.path), "bytes": self.written, "lost_bytes": self.lost}
+        return {
+            "file": str(self.path),
+            "bytes": self.written,
+            "lost_bytes": self.lost,
+            "error": self.error,
+        }
+
+    def _fail(self, error: OSError) -> None:
+        self._broken = True
+        self.error = f"{self.path}: {error.strerror or error}"
 
     def _grow(self, words: int) -> None:
         self._buffer = self.state.record = np.zeros(words, np.int64)
@@ -181,9 +192,9 @@ class Recorder:
         try:
             while view:
                 view = view[os.write(self._fd, view) :]
-        except OSError:
+        except OSError as error:
             self.lost += length
-            self._broken = True
+            self._fail(error)
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, self._good)  # no torn record for a replay to trip on
             return
