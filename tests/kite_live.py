@@ -11,12 +11,18 @@ INFY = {"tradingsymbol": "INFY", "exchange": "NSE", "instrument_token": 408065}
 CROSS_UP = [100.0, 100.0, 100.0, 101.0]
 
 
-def start(tmp_path, fake: FakeKite, bracket: dict | None = None, **sections) -> LiveEngine:
+def start(
+    tmp_path,
+    fake: FakeKite,
+    bracket: dict | None = None,
+    engine: type[LiveEngine] = LiveEngine,
+    **sections,
+) -> LiveEngine:
     token_file = tmp_path / "kite_token"
     if not token_file.exists():
         token_file.write_text(fake.access_token)
         token_file.chmod(0o600)
-    return LiveEngine(
+    return engine(
         tmp_path,
         env={"KITE_API_KEY": fake.api_key, "KITE_API_SECRET": fake.api_secret},
         instruments=[{"symbol": "INFY", "tick_size": 0.05, "kite": INFY}],

@@ -82,6 +82,8 @@ class FakeKite:
         self._typed_throttles: dict[str, list[float]] = {}
         self._stall: tuple[float, bool] | None = None
         self._failures: dict[str, list[tuple[int, bool]]] = {}
+        self._cuts: dict[str, list[bool]] = {}
+        self._request_hook: Callable[[dict], None] | None = None
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._server: uvicorn.Server | None = None
@@ -241,6 +243,22 @@ class FakeKite:
         else not at all."""
         self._call(lambda: self._failures.setdefault(method, []).append((status, act)))
 
+    def cut_next(self, method: str = "POST", act: bool = True) -> None:
+        """Break the connection of the next order request with ``method`` halfway through its
+        answer (the status line, the headers and half the body sent, then closed), as a reset
+        mid-response does; with ``act`` it is carried out first, else not at all."""
+        self._call(lambda: self._cuts.setdefault(method, []).append(act))
+
+    def on_request(self, hook: Callable[[dict], None] | None) -> None:
+        """Call ``hook`` with every REST request as it arrives, before Kite acts on it (a test
+        kills OTrade there: the order is then in flight at the broker); None removes it."""
+        self._call(lambda: setattr(self, "_request_hook", hook))
+
+    def on_order_message(self, hook: Callable[[dict], None] | None) -> None:
+        """Call ``hook`` with every ``{"type": "order"}`` message once Kite has made the change
+        (a fill is booked at the broker) and before the ticker sends it; None removes it."""
+        self._call(lambda: setattr(self.book, "before_message", hook))
+
     def subscribed(self) -> dict[int, str]:
         """Return the ticker's subscriptions: instrument token -> mode."""
         return self._call(lambda: dict(self.ticker.subscriptions))
@@ -264,6 +282,8 @@ class FakeKite:
             "status": 200,
         }
         self._requests.append(entry)
+        if self._request_hook is not None:
+            self._request_hook(entry)
         return entry
 
     def refuse(self, entry: dict) -> JSONResponse | None:
@@ -377,6 +397,12 @@ def _app(fake: FakeKite) -> FastAPI:
         refused = fake.refuse(entry)
         if refused is not None:
             return _answer(entry, refused)
+        cuts = fake._cuts.get(entry["method"]) if path.startswith("orders") else None
+        if cuts and entry["method"] != "GET":
+            response = _route(fake, entry, path.strip("/").split("/"))
+            if not cuts.pop(0):
+                response = error(503, "NetworkException", "Something went wrong")
+            return _Cut(_answer(entry, response))
         failures = fake._failures.get(entry["method"]) if path.startswith("orders") else None
         if failures and entry["method"] != "GET":
             status, act = failures.pop(0)
@@ -421,6 +447,22 @@ def _route(fake: FakeKite, entry: dict, parts: list[str]) -> JSONResponse:
         case ("DELETE", "orders", _variety, order_id):
             return fake.book.cancel(order_id)
     return error(404, "GeneralException", "Route not found")
+
+
+class _Cut:
+    """An answer that stops halfway: its head and half its body, then the connection closes."""
+
+    def __init__(self, response: JSONResponse) -> None:
+        self.response = response
+
+    async def __call__(self, scope, receive, send) -> None:
+        response = self.response
+        start = {"type": "http.response.start", "status": response.status_code}
+        await send({**start, "headers": response.raw_headers})
+        half = response.body[: len(response.body) // 2]
+        await send({"type": "http.response.body", "body": half, "more_body": True})
+        # an exception after the answer started makes uvicorn drop the connection
+        raise ConnectionResetError("the fake Kite cut the answer short")
 
 
 def _answer(entry: dict, response: JSONResponse) -> JSONResponse:

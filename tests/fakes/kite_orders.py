@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import secrets
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -89,6 +90,8 @@ class KiteOrderBook:
         self.typed_rejects: dict[str, list[str]] = {}
         #: refuse SL and SL-M orders whose trigger the LTP has already reached, as Kite does
         self.refuse_crossed_stops = False
+        #: called with each order message after the change and before the ticker sends it
+        self.before_message: Callable[[dict], None] | None = None
         self._history: dict[str, list[dict]] = {}
         self._trades: list[dict] = []
         self._books: dict[tuple, dict[str, list]] = {}
@@ -368,6 +371,8 @@ class KiteOrderBook:
         if pushed_status:
             data["status"] = pushed_status
         message = {"type": "order", "id": "", "data": data}
+        if self.before_message is not None:
+            self.before_message(message)
         self.messages.append(message)
         self.ticker.send_text(message)
 
