@@ -68,7 +68,9 @@ async def reconcile(router: Router) -> dict:
     for tag in back - seen:
         track = router.by_tag.get(tag)
         if track is not None:
-            router.drop(track, "not at the broker: it never reached it")
+            # sent when OTrade died: a stop or target is placed anew for the position it
+            # protects (closing the position for it would trade on a crash, not a signal)
+            router.drop(track, "not at the broker: it never reached it", retry=True)
     stale = router.cancel_stale()
     router.resume_exits()
     broker_positions = await adapter.positions()

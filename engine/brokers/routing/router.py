@@ -181,9 +181,10 @@ class Router(LegKeeper):
             self.start_bracket(i, self.new_tag(), "open")
         return i
 
-    def drop(self, track: Track, reason: str) -> None:
-        """Give up ``track`` as never placed (the broker does not know it)."""
-        self._finish(track, "dropped", reason)
+    def drop(self, track: Track, reason: str, retry: bool = False) -> None:
+        """Give up ``track`` as never placed (the broker does not know it); with ``retry`` a
+        leg is placed anew rather than its position closed."""
+        self._finish(track, "dropped", reason, retry=retry)
 
     def _forget(self, bracket: Bracket) -> None:
         if bracket is not self.current[bracket.i] and all(t.final for t in bracket.tracks()):
