@@ -55,7 +55,10 @@ def test_empty_object_gives_defaults() -> None:
     assert cfg.session.close_time == time(15, 30)
     assert cfg.session.flatten_time == time(15, 20)
     assert cfg.broker.name == "paper" and cfg.feed.name == "sim"
-    assert cfg.journal.path == "var/journal.jsonl" and cfg.journal.fsync is False
+    assert cfg.journal.path == "var/journal.jsonl" and cfg.journal.fsync is True
+    assert (cfg.record.enabled, cfg.record.dir) == (True, "var/record")
+    assert cfg.risk.price_band_pct == 20.0 and nifty.reference_price is None
+    assert cfg.feed.max_clock_skew_s == 30.0
     assert cfg.state.event_capacity == 65536
     assert (cfg.web.host, cfg.web.port, cfg.web.token_env) == ("127.0.0.1", 8000, "OTRADE_TOKEN")
 
