@@ -350,6 +350,7 @@ class NpyReplay(Replay):
         if "ts" in names and "ts_ns" in names:
             raise ValueError(f"{self.path}: fields 'ts' and 'ts_ns' both present; keep one")
         self._ts = self._field(arr, "ts" if "ts" in names else "ts_ns", "iu", required=True)
+        self._ts_scratch = np.zeros(self.batch.capacity, np.uint64)
         self._price = self._field(arr, "price", "fiu", required=True)
         self._size = self._field(arr, "size", "fiu", required=False)
         # A symbol name is authoritative; a numeric idx is used only when no names are stored.
@@ -426,7 +427,13 @@ class NpyReplay(Replay):
         m = b - a
         batch = self.batch
         if m > 0:
-            batch.ts[:m] = self._ts[a:b]
+            if self._ts.dtype == np.uint64:
+                # uint64 stamps past int64's range would wrap negative (and be refused as
+                # stale); held at the limit, the kernels refuse them as future_timestamp
+                np.minimum(self._ts[a:b], np.uint64(2**63 - 1), out=self._ts_scratch[:m])
+                batch.ts[:m] = self._ts_scratch[:m]
+            else:
+                batch.ts[:m] = self._ts[a:b]
             batch.price[:m] = self._price[a:b]
             if self._size is not None:
                 batch.size[:m] = self._size[a:b]
