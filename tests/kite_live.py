@@ -16,6 +16,7 @@ def start(
     fake: FakeKite,
     bracket: dict | None = None,
     engine: type[LiveEngine] = LiveEngine,
+    broker: dict | None = None,
     **sections,
 ) -> LiveEngine:
     token_file = tmp_path / "kite_token"
@@ -33,6 +34,7 @@ def start(
             "ws_url": fake.ws_url,
             "token_path": str(token_file),
             "access_token_env": "OTRADE_TEST_UNSET_KITE_TOKEN",
+            **(broker or {}),
         },
         feed={"name": "broker", "stale_after_s": 60},
         **sections,

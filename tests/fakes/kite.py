@@ -25,7 +25,7 @@ from urllib.parse import parse_qs
 
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from tests.fakes.kite_orders import USER_ID, KiteOrderBook, error, now, ok
 from tests.fakes.kite_ticker import (
@@ -399,8 +399,9 @@ def _app(fake: FakeKite) -> FastAPI:
             return _answer(entry, refused)
         cuts = fake._cuts.get(entry["method"]) if path.startswith("orders") else None
         if cuts and entry["method"] != "GET":
-            response = _route(fake, entry, path.strip("/").split("/"))
-            if not cuts.pop(0):
+            if cuts.pop(0):
+                response = _route(fake, entry, path.strip("/").split("/"))
+            else:
                 response = error(503, "NetworkException", "Something went wrong")
             return _Cut(_answer(entry, response))
         failures = fake._failures.get(entry["method"]) if path.startswith("orders") else None
@@ -449,10 +450,11 @@ def _route(fake: FakeKite, entry: dict, parts: list[str]) -> JSONResponse:
     return error(404, "GeneralException", "Route not found")
 
 
-class _Cut:
+class _Cut(Response):
     """An answer that stops halfway: its head and half its body, then the connection closes."""
 
     def __init__(self, response: JSONResponse) -> None:
+        super().__init__(response.body, response.status_code)
         self.response = response
 
     async def __call__(self, scope, receive, send) -> None:
