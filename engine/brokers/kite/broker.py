@@ -49,6 +49,7 @@ from engine.brokers.live_base import (
 )
 from engine.config_errors import ConfigError
 from engine.config_models import EngineConfig, InstrumentConfig
+from engine.journal import TAG_PREFIX
 
 #: order-book lookups by tag after a placement failed in transit, and the pause between them
 LOOKUPS, LOOKUP_PAUSE_S = 3, 0.3
@@ -90,6 +91,8 @@ class KiteBroker:
         self._poller: asyncio.Task | None = None
         self._expired = False
         self._renewing = False
+        #: (order id, units filled) of fill updates already reported as not ours
+        self._unknown: set[tuple[str, int]] = set()
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -199,6 +202,11 @@ class KiteBroker:
                 # the order may have reached Kite: never resend, look for it by its tag
                 found = await self._find(order.tag)
                 if found is not None:
+                    # it did: booked once, from Kite's own record, and the lost answer journaled
+                    self.on_alert(
+                        "broker_error",
+                        f"{error.message} (order {order.tag} reached Kite as {found.order_id})",
+                    )
                     return found
                 raise
             self._watch.pending.pop(order.tag, None)
@@ -303,9 +311,30 @@ class KiteBroker:
     def _on_ticker_order(self, data: dict) -> None:
         """Take one order update from the ticker (called on the loop; never raises)."""
         try:
-            self._watch.ingest(data)
+            if self._watch.ingest(data) is None:
+                self._unknown_fill(data)
         except Exception as error:  # noqa: BLE001 - a malformed message must not stop the feed
             self.on_alert("stream", f"Kite order update not understood: {error!r}")
+
+    def _unknown_fill(self, data: dict) -> None:
+        # a fill OTrade did not place (another app, a manual order) on a traded instrument, or
+        # under OTrade's tag prefix: the broker's position moved without the engine's; say so
+        # once per fill, in Kite's words
+        filled = int(data.get("filled_quantity") or 0)
+        symbol = self._symbols.get((data.get("exchange"), data.get("tradingsymbol")))
+        tag = str(data.get("tag") or "")
+        key = (str(data.get("order_id")), filled)
+        if not filled or key in self._unknown or not (symbol or tag.startswith(TAG_PREFIX)):
+            return
+        self._unknown.add(key)
+        said = data.get("status_message") or ""
+        self.on_alert(
+            "unknown_order",
+            f"Kite order {key[0]} (tag {tag or 'none'}) is not one of this OTrade's:"
+            f" {data.get('status')} {data.get('transaction_type')} {filled}/"
+            f"{data.get('quantity')} {data.get('exchange')}:{data.get('tradingsymbol')} at"
+            f" {data.get('average_price')}" + (f": {said}" if said else ""),
+        )
 
     # -- helpers ---------------------------------------------------------------------------------
 
