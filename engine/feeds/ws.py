@@ -108,13 +108,17 @@ class WsFeed(FeedUpkeep):
                     # any failure to connect is retried: the feed's server may be restarting
                     log.debug("feed connect to %s failed: %s", self.cfg.url, error)
                 else:
-                    attempt = 0
+                    ticked = self.last_tick_at
                     try:
                         await transport.wait_disconnected()
                     except Exception as error:  # noqa: BLE001
                         # picows re-raises what ended the connection on its side (a frame
                         # past max_frame_size, a protocol error): it reconnects like any drop
                         log.debug("feed connection to %s ended: %r", self.cfg.url, error)
+                    if self.last_tick_at != ticked:
+                        # only a connection that carried ticks starts the back-off afresh: a
+                        # server that accepts and drops at once is not retried 20 times a second
+                        attempt = 0
                 if self._stopping:
                     break
                 self.reconnects += 1
