@@ -201,6 +201,20 @@ async def test_a_down_server_alerts_once_and_stop_ends_the_backoff() -> None:
 
 
 @run_async
+async def test_a_server_that_drops_every_connection_at_once_is_backed_off() -> None:
+    async with live() as (server, feed, seen):
+        await until(lambda: server.clients and feed.state == "connected")
+        server.send_heartbeat()
+        await until(lambda: feed.heartbeats == 1)
+        server.drop_on_connect = True
+        began, connections = time.monotonic(), server.connections
+        server.disconnect_all()
+        await until(lambda: server.connections >= connections + 5, timeout=20)
+        # back-off of 0.1 s doubling, jittered down to half: five retries take >= 0.75 s
+        assert time.monotonic() - began >= 0.7
+
+
+@run_async
 async def test_failing_callbacks_alert_and_the_stream_goes_on() -> None:
     async with live() as (server, feed, seen):
         failures = {"deliver": 1, "order": 1}

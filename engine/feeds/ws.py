@@ -5,8 +5,8 @@ an array of them. A frame is parsed straight into the columns of a preallocated
 :class:`~engine.feeds.ticks.TickBatch` and handed to the engine as one kernel call, so the only
 per-tick Python objects are the parser's own. Frames the protocol cannot carry (bad JSON,
 binary, oversized, fragmented) are dropped whole, never partly applied, and counted by reason;
-ticks of the wrong types are dropped one by one; unknown symbols
-go through as instrument ``-1`` so the kernels count them with the other refused ticks.
+ticks of the wrong types are dropped one by one, and unknown symbols go through as instrument
+``-1`` so the kernels count them with the other refused ticks.
 
 The connection is kept up with jittered exponential backoff. The feed reports its state
 (``connecting``, ``connected``, ``stale``, ``disconnected``) through a callback; the runtime

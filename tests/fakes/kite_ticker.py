@@ -147,6 +147,8 @@ class KiteTickerServer:
         self.connections = 0
         self.refused = 0
         self.clients: list[WSTransport] = []
+        #: close every connection right after its handshake (a server in trouble)
+        self.drop_on_connect = False
         self._per_client: dict[WSTransport, dict[int, str]] = {}
         self._server = None
 
@@ -204,6 +206,9 @@ class KiteTickerServer:
 
     def _connected(self, transport: WSTransport) -> None:
         self.connections += 1
+        if self.drop_on_connect:
+            transport.disconnect()
+            return
         self.clients.append(transport)
         self._per_client[transport] = {}
 

@@ -128,7 +128,10 @@ class KiteTicker(FeedUpkeep):
         watchdog = asyncio.create_task(self._watch_staleness())
         try:
             while not self._stopping:
-                if await self._session():
+                framed = self.frames + self.heartbeats
+                # only a connection that carried frames (ticks or Kite's heartbeats) starts the
+                # back-off afresh: a server that accepts and drops at once is not hammered
+                if await self._session() and self.frames + self.heartbeats != framed:
                     attempt = 0
                 if self._stopping:
                     break
