@@ -104,7 +104,7 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     from engine.brokers.live_base import BrokerError
     from engine.journal import JournalError
-    from engine.live import run_live
+    from engine.launch import run_live
     from web.server import WebServer  # the composition root: the engine never imports the web
 
     try:

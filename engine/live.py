@@ -20,7 +20,6 @@ from typing import Protocol, TextIO
 
 import numpy as np
 import orjson
-import uvloop
 
 from engine.backtest import TradeStats
 from engine.brokers import live_adapter
@@ -104,8 +103,10 @@ class Runtime:
         #: the live broker's adapter and the router between it and the kernels, when live
         self.adapter = self.router = None
         if cfg.broker.live:
-            self.adapter = live_adapter(cfg, lambda code, message: self.router.alert(code, message))
+            self.adapter = live_adapter(cfg, self._broker_alert)
             self.router = Router(self.engine, self.adapter, self.journal, self._publish)
+            #: a recheck of the broker after an unknown fill: running, and asked again meanwhile
+            self._rechecking = self._recheck_again = False
         else:
             self.engine.paper = PaperBroker(self.engine)
         #: the flight recorder, when ``record.enabled``; its first file opens in ``run()``
@@ -158,6 +159,29 @@ class Runtime:
         for trade in trade_records(rows, symbols):
             self.stats.add(trade["pnl"])
             self.trades.append(trade)
+
+    def _broker_alert(self, code: str, message: str) -> None:
+        self.router.alert(code, message)
+        if code != "unknown_order":
+            return
+        # the broker's position moved without OTrade: check it as at a start, so that a
+        # difference stops entries (PAUSE_RECONCILE) until the operator reconciles or adopts
+        if self._rechecking:
+            self._recheck_again = True
+        else:
+            self._rechecking = True
+            self.router.spawn(self._recheck())
+
+    async def _recheck(self) -> None:
+        try:
+            while True:
+                self._recheck_again = False
+                await asyncio.sleep(0)  # after the update that raised the alert is taken
+                await reconcile(self.router)
+                if not self._recheck_again:
+                    return
+        finally:
+            self._rechecking = False
 
     def _on_journal(self, error: str | None) -> None:
         # entries stop while a line could be lost; exits run on, their lines held in order
@@ -355,30 +379,3 @@ def status_line(runtime: Runtime, ticks_per_s: float) -> str:
         f" | feed {runtime.feed_state()}"
         f" | halt {state.halt_reason() or 'none'}"
     )
-
-
-def run_live(
-    cfg: EngineConfig, out: TextIO = sys.stdout, surface: SurfaceFactory | None = None
-) -> None:
-    """Run live trading on uvloop until SIGINT or SIGTERM, served by ``surface``."""
-
-    # a file size limit makes writes fail (EFBIG) like a full disk, instead of killing us
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-
-    async def main() -> None:
-        runtime = Runtime(cfg, out, surface)
-        feed = "the sim feed" if runtime.feed is None else cfg.feed.url
-        if cfg.feed.name == "broker":
-            feed = f"{cfg.broker.name}'s market data"
-        symbols = ", ".join(runtime.engine.state.symbols)
-        print(
-            f"otrade: {cfg.broker.name} trading {symbols} on {feed};"
-            f" journal {cfg.journal.path}; restored {runtime.restored}",
-            file=out,
-            flush=True,
-        )
-        if runtime.journal.repaired is not None:
-            print(f"otrade: journal repaired: {runtime.journal.repaired}", file=out, flush=True)
-        await runtime.run()
-
-    uvloop.run(main())

@@ -32,6 +32,23 @@ def fills(live: LiveEngine) -> list[dict]:
     return [line for line in live.lines() if line["type"] == "fill"]
 
 
+def manual_order(fake: FakeKite, side: str, tag: str) -> str:
+    """Place a market order on the account as another app would; return its order id."""
+    headers = {"X-Kite-Version": "3", "Authorization": f"token {fake.api_key}:{fake.access_token}"}
+    form = {
+        "tradingsymbol": "INFY",
+        "exchange": "NSE",
+        "transaction_type": side,
+        "order_type": "MARKET",
+        "quantity": "1",
+        "product": "MIS",
+        "market_protection": "-1",
+        "tag": tag,
+    }
+    answer = httpx.post(f"{fake.rest_url}/orders/regular", data=form, headers=headers)
+    return answer.raise_for_status().json()["data"]["order_id"]
+
+
 def entries_at_kite(fake: FakeKite) -> list[dict]:
     return [o for o in kite_orders(fake) if o["order_type"] == "MARKET"]
 
@@ -113,25 +130,8 @@ def test_a_fill_update_for_an_unknown_order_is_journaled_and_trades_nothing(tmp_
     live = start(tmp_path, fake)
     try:
         wait_until(lambda: live.status()["feed"]["state"] == "connected", 30)
-        headers = {
-            "X-Kite-Version": "3",
-            "Authorization": f"token {fake.api_key}:{fake.access_token}",
-        }
-        ids = []
         # another OTrade's order and a manual one on the same account: both fill at once
-        for side, tag in (("BUY", "OTsomeoneelse1"), ("SELL", "")):
-            form = {
-                "tradingsymbol": "INFY",
-                "exchange": "NSE",
-                "transaction_type": side,
-                "order_type": "MARKET",
-                "quantity": "1",
-                "product": "MIS",
-                "market_protection": "-1",
-                "tag": tag,
-            }
-            answer = httpx.post(f"{fake.rest_url}/orders/regular", data=form, headers=headers)
-            ids.append(answer.raise_for_status().json()["data"]["order_id"])
+        ids = [manual_order(fake, "BUY", "OTsomeoneelse1"), manual_order(fake, "SELL", "")]
 
         def journaled() -> list[str]:
             return [
@@ -144,8 +144,32 @@ def test_a_fill_update_for_an_unknown_order_is_journaled_and_trades_nothing(tmp_
         assert wait_until(journaled, 10) == ids
         assert broker_net(fake) == {} == engine_net(live) == journal_net(live.lines())
         assert fills(live) == [] and len(fake.orders) == 2, "OTrade placed nothing"
+
+        def rechecked_clean() -> bool:  # each unknown fill has the broker checked again
+            checks = [line for line in broker_lines(live) if line["action"] == "reconcile"]
+            return len(checks) >= 2 and checks[-1]["clean"] and live.status()["halt"] is None
+
+        wait_until(rechecked_clean, 10)
         fake.push_ticks("INFY", CROSS_UP)  # the loop trades on
         wait_until(lambda: engine_net(live) == {"INFY": 1} == broker_net(fake), 10)
         wait_until(lambda: len(fake.orders) == 2 + 3, 10)  # the entry, its stop and target
+    finally:
+        assert live.stop() == 0
+
+
+def test_an_unknown_fill_that_moves_the_broker_position_stops_entries(tmp_path, fake) -> None:
+    live = start(tmp_path, fake)
+    try:
+        wait_until(lambda: live.status()["feed"]["state"] == "connected", 30)
+        manual_order(fake, "BUY", "")  # the account is now long 1 INFY that OTrade never bought
+        wait_until(lambda: live.status()["halt"] == "reconcile", 10)
+        assert broker_net(fake) == {"INFY": 1} and engine_net(live) == {}
+        reconciles = [line for line in broker_lines(live) if line["action"] == "reconcile"]
+        assert reconciles[-1]["clean"] is False
+        fake.push_ticks("INFY", [100.0, 100.0, 100.0, 100.1])  # a crossing, inside the bracket
+        wait_until(lambda: live.status()["refused_entries"].get("paused"), 10)  # entries stopped
+        assert len(entries_at_kite(fake)) == 1  # the manual one only
+        assert live.post("/api/control/adopt").status_code == 200  # take the broker's position
+        wait_until(lambda: engine_net(live) == {"INFY": 1} and live.status()["halt"] is None, 10)
     finally:
         assert live.stop() == 0
