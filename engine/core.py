@@ -15,7 +15,7 @@ import numpy as np
 from engine.config import EngineConfig
 from engine.state import PAUSE_OPERATOR, State
 from kernels import broker_fill, flatten_one, kill, layout, run_ticks
-from kernels.record import RC_NEED, RC_WANT
+from kernels.record import RC_NEED
 
 #: a sink takes a drained block of event rows and the batch's receive stamp (monotonic ns)
 EventSink = Callable[[np.ndarray, int], None]
@@ -91,17 +91,19 @@ class Engine:
         if self.clock_skew_ns is not None:
             state.ints[state.acct, layout.A_MAX_TS] = time.time_ns() + self.clock_skew_ns
         codes = state.tick_codes(n)
-        book, events, ctl = state.book, state.events, state.record_ctl
+        book, events = state.book, state.events
         args = (idx, price, size, ts, codes)
-        recording = self.recorder is not None
-        if recording:
-            ctl[RC_WANT] = 1  # run_ticks records the batch before it runs it
+        # the recording controls on the batch's first call only: a call resumed after a drain or
+        # a calendar refill must not record the rest of the batch again
+        ctl = state.record_ctl
         start = 0
         while start < n:
             start = run_ticks(book, events, *args, state.record, ctl, start, n)
-            if recording and ctl[RC_WANT]:
-                self.recorder.make_room(int(ctl[RC_NEED]))  # then the same batch again
+            if start < 0:  # the record buffer is full: write it out, then the batch again
+                self.recorder.make_room(int(ctl[RC_NEED]))
+                start = 0
                 continue
+            ctl = state.record_off
             self.drain(recv_ns)
             if start < n:
                 state.ensure_calendar(int(ts[start]), int(ts[start]))

@@ -38,7 +38,7 @@ import orjson
 from engine.config import EngineConfig, dump_config
 from engine.state import State
 from kernels import layout
-from kernels.record import HEAD_WORDS, K_FLAGS, K_TICKS, RC_BATCHES, RC_FLAGS, RC_POS
+from kernels.record import HEAD_WORDS, K_FLAGS, K_TICKS, RC_BATCHES, RC_FLAGS, RC_ON, RC_POS
 
 #: first bytes of every recording file
 MAGIC = b"OTREC\x01\x00\x00"
@@ -111,6 +111,7 @@ class Recorder:
         book, n = self.state.book[: self.state.n], self.state.n
         self._ctl[RC_FLAGS : RC_FLAGS + n] = book[:, layout.I_PENDING].view(np.int64)
         self._ctl[RC_FLAGS + n : RC_FLAGS + 2 * n] = book[:, layout.I_STOP_RESTING].view(np.int64)
+        self._ctl[RC_ON] = 1
 
     def make_room(self, words: int) -> None:
         """Flush so that a record of ``words`` fits, growing the buffer for a larger batch."""
@@ -143,6 +144,7 @@ class Recorder:
             os.close(self._fd)
             self._fd = -1
         self._ctl[RC_POS] = 0
+        self._ctl[RC_ON] = 0
 
     def status(self) -> dict:
         """Return the recorder's figures for ``/api/status``."""

@@ -52,9 +52,11 @@ class State:
         #: each tick's code from the last ``run_ticks`` (0 accepted, else its reject reason)
         self.codes = np.zeros(cfg.state.chunk_ticks, np.int8)
         #: the flight recorder's buffer and its control words (``kernels.record``); a recorder
-        #: swaps its own buffer in, and sets ``RC_WANT`` per batch
+        #: swaps its own buffer in and turns ``RC_ON`` on; ``record_off`` stays off, for the
+        #: calls that resume a batch already recorded
         self.record = np.zeros(0, np.int64)
         self.record_ctl = np.zeros(RC_FLAGS + 2 * self.n, np.int64)
+        self.record_off = np.zeros_like(self.record_ctl)
         self._write_parameters()
 
     def _write_parameters(self) -> None:

@@ -48,7 +48,7 @@ from kernels.layout import (
 from kernels.ledger import apply_fill, emit, mark_to_market
 from kernels.market import TICK_OK, apply_tick, tick_code, update_bar
 from kernels.orders import bracket_levels, check_bracket, count_order, risk_gate, size_order
-from kernels.record import RC_WANT, record_batch
+from kernels.record import RC_ON, record_batch
 
 #: event rows kept free per tick beyond the instruments: an exit, an entry and a halt
 EVENTS_PER_TICK = 4
@@ -266,9 +266,9 @@ def run_ticks(
     """Run ticks ``start .. stop-1`` of the scratch arrays through ``on_tick``.
 
     Each tick's code (0 accepted, else its reject reason, see ``kernels.market``) goes to
-    ``codes[k]``, for the consumers of the batch after the kernels (the paper matcher). When
-    ``rec_ctl[RC_WANT]`` asks, the ticks are first appended to the record buffer ``rec`` (see
-    ``kernels.record``); without room nothing runs and ``start`` comes back.
+    ``codes[k]``, for the consumers of the batch after the kernels (the paper matcher). While
+    ``rec_ctl[RC_ON]``, the ticks are first appended to the record buffer ``rec`` (see
+    ``kernels.record``); without room nothing runs and -1 comes back.
     Return the index of the first tick not run: ``stop``, or earlier when the event ring is
     nearly full or a tick the kernels would accept lies beyond the session calendar, so the
     caller drains the ring or extends the calendar and calls again from there. Nothing is lost.
@@ -276,10 +276,10 @@ def run_ticks(
     acct = book.shape[0] - 1
     room = get_int(book, acct, A_EVENT_CAP) - get_int(book, acct, A_N_INST) - EVENTS_PER_TICK
     calendar_end = get_int(book, acct, A_CALENDAR_END)
-    if rec_ctl[RC_WANT] != 0 and not record_batch(
+    if rec_ctl[RC_ON] != 0 and not record_batch(
         book, rec, rec_ctl, idx, price, size, ts, start, stop
     ):
-        return start
+        return -1
     for k in range(start, stop):
         if get_int(book, acct, A_EVENTS) > room:
             return k

@@ -1,7 +1,8 @@
 """Recording kernel: append a batch of ticks, as the pipeline gets it, to a record buffer.
 
 The flight recorder (``engine.record``) owns the buffer and writes it to files; ``run_ticks``
-calls :func:`record_batch` first when asked, so a batch costs the recorder no call of its own.
+calls :func:`record_batch` first while recording is on, so a batch costs the recorder no call
+of its own. The caller passes the recording control array on a batch's first call only.
 Records are 4 int64 words of header (kind, count, a, b) and a payload; see ``engine.record``.
 """
 
@@ -19,7 +20,7 @@ ROW_WORDS = 4
 
 # -- the control array (int64) shared by the recorder and the kernel --------------------------
 RC_POS = 0  #: words of the buffer in use
-RC_WANT = 1  #: 1: record the next batch; cleared once it is written
+RC_ON = 1  #: nonzero while a recorder has a file open: ``run_ticks`` records what it is given
 RC_NEED = 2  #: words the batch needed when it did not fit (the caller makes room and calls again)
 RC_BATCHES = 3  #: batches recorded
 RC_FLAGS = 4  #: from here: the flags last recorded, I_PENDING then I_STOP_RESTING, float bits
@@ -86,6 +87,5 @@ def record_batch(
         rec[pos + 3] = ts[k]
         pos += ROW_WORDS
     ctl[RC_POS] = pos
-    ctl[RC_WANT] = 0
     ctl[RC_BATCHES] += 1
     return True

@@ -14,6 +14,7 @@ from engine.config import parse_config
 from engine.core import Engine
 from engine.record import SUFFIX, Recorder
 from engine.replay_session import read_records, recording_files, replay_session
+from kernels import layout
 from tests.conftest import config_dict, wait_until
 from tests.fakes.kite import FakeKite
 from tests.kite_live import INFY, open_long, placed
@@ -140,18 +141,22 @@ def test_a_new_trading_day_starts_a_new_file_with_its_own_snapshot(tmp_path) -> 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
 def test_a_recording_that_cannot_be_written_drops_and_counts_and_trading_goes_on(tmp_path):
     engine, recorder = _recorder(tmp_path, str(tmp_path / "rec"))
+    (tmp_path / "rec").mkdir()
+    # the day's first part lands on a full disk: every write fails with ENOSPC
+    (tmp_path / "rec" / f"2025-11-21-run1-000{SUFFIX}").symlink_to("/dev/full")
     recorder.open("2025-11-21")
-    recorder.close()
-    recorder.path.unlink()
-    recorder.path.symlink_to("/dev/full")
-    recorder._fd = __import__("os").open(recorder.path, __import__("os").O_WRONLY)
     idx, price, size, ts = _walk(1000)
     engine.process(idx, price, size, ts, 1000)
     recorder.flush()
-    assert recorder.lost >= 1000 * 32
-    assert engine.state.account_int(22) == 1000  # every tick ran
+    assert recorder.lost >= 1000 * 32 and recorder.written == 0
+    assert recorder.status()["error"].endswith("No space left on device")
+    assert engine.state.account_int(layout.A_TICKS) == 1000  # every tick ran
     recorder.roll("2025-11-21")  # the next second: a new part with its own snapshot
     assert recorder.path.name.endswith(f"-001{SUFFIX}") and recorder.status()["bytes"] > 0
+    engine.process(idx, price, size, ts + 10**12, 1000)
+    recorder.close()
+    kinds = [kind for kind, *_ in read_records(recorder.path)]
+    assert kinds == [3, 4, 1]  # header, snapshot, the batch after the failure
 
 
 def kernel_lines(path: Path) -> list[dict]:
