@@ -9,13 +9,6 @@ from kernels.layout import (
     A_MAX_TS,
     A_N_INST,
     A_PRICE_BAND,
-    A_REJ_BAD_SIZE,
-    A_REJ_FUTURE,
-    A_REJ_NON_FINITE,
-    A_REJ_NON_POSITIVE,
-    A_REJ_PRICE_BAND,
-    A_REJ_STALE,
-    A_REJ_UNKNOWN,
     A_SESSION_END,
     A_SESSION_ROW,
     A_TICKS,
@@ -42,6 +35,7 @@ from kernels.layout import (
     I_REF_PRICE,
     I_TICK_SIZE,
     I_TICKS,
+    REJECT_COLUMNS,
     S_DAY_END,
     S_DAY_START,
 )
@@ -117,20 +111,7 @@ def apply_tick(book: np.ndarray, i: int, price: float, size: float, ts: int) -> 
     acct = book.shape[0] - 1
     code = tick_code(book, i, price, size, ts)
     if code != TICK_OK:
-        if code == TICK_UNKNOWN:
-            add_int(book, acct, A_REJ_UNKNOWN, 1)
-        elif code == TICK_NON_FINITE:
-            add_int(book, acct, A_REJ_NON_FINITE, 1)
-        elif code == TICK_NON_POSITIVE:
-            add_int(book, acct, A_REJ_NON_POSITIVE, 1)
-        elif code == TICK_BAD_SIZE:
-            add_int(book, acct, A_REJ_BAD_SIZE, 1)
-        elif code == TICK_FUTURE:
-            add_int(book, acct, A_REJ_FUTURE, 1)
-        elif code == TICK_STALE:
-            add_int(book, acct, A_REJ_STALE, 1)
-        else:
-            add_int(book, acct, A_REJ_PRICE_BAND, 1)
+        add_int(book, acct, REJECT_COLUMNS[code - 1], 1)
         return code
 
     advance_session(book, ts)
