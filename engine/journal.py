@@ -28,14 +28,15 @@ import orjson
 
 from engine.config import EngineConfig
 from engine.events import RefusalFilter, event_record
-from engine.sessions import local_date
+from engine.sessions import trading_day
 from engine.state import State
 from kernels import layout
 
 #: journal line types
 ORDER, FILL, RISK, CONTROL = "order", "fill", "risk", "control"
-#: nanoseconds in a quarter hour, the finest step of any time zone's offset
-QUARTER_HOUR_NS = 900_000_000_000
+#: nanoseconds in a minute: a trading day starts on a whole local minute (a session's open, or
+#: midnight), and every zone's offset is whole minutes, so a minute never spans two days
+MINUTE_NS = 60_000_000_000
 #: first characters of every order tag OTrade writes; brokers' tags are alphanumeric, <= 20
 TAG_PREFIX = "OT"
 _DIGITS36 = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -150,14 +151,13 @@ class Journal:
         return f"{TAG_PREFIX}{self.run_id}{base36(seq)}"
 
     def _day(self, ts: int) -> str:
-        # every zone's offset is a whole number of quarter hours, so a quarter hour never
-        # spans two local days: one time-zone conversion per quarter hour, not per order
-        quarter = ts // QUARTER_HOUR_NS
-        day = self._days.get(quarter)
+        # one calendar lookup per minute with orders, not per order
+        minute = ts // MINUTE_NS
+        day = self._days.get(minute)
         if day is None:
             if len(self._days) > 1024:
                 self._days.clear()
-            day = self._days[quarter] = local_date(ts, self.session).isoformat()
+            day = self._days[minute] = trading_day(ts, self.session).isoformat()
         return day
 
     def control(self, action: str, **fields) -> None:

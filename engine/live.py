@@ -34,7 +34,7 @@ from engine.feeds.ws import WsFeed
 from engine.journal import Journal, restore
 from engine.metrics import LatencyRing, RateMeter
 from engine.record import Recorder
-from engine.sessions import local_date
+from engine.sessions import trading_day
 from engine.state import PAUSE_FEED, PAUSE_JOURNAL
 from kernels import layout
 
@@ -97,7 +97,7 @@ class Runtime:
         self.listeners: list[Listener] = []
         self._refusals = RefusalFilter()
         now = time.time_ns()
-        self.restored = restore(self.engine.state, cfg.journal.path, local_date(now, cfg.session))
+        self.restored = restore(self.engine.state, cfg.journal.path, trading_day(now, cfg.session))
         self.engine.sinks.append(self._on_events)
         self.engine.controls += [self.journal.control, self._on_control]
         #: the live broker's adapter and the router between it and the kernels, when live
@@ -320,7 +320,7 @@ class Runtime:
                 self.recorder.close()
 
     def _day(self) -> str:
-        return local_date(time.time_ns(), self.cfg.session).isoformat()
+        return trading_day(time.time_ns(), self.cfg.session).isoformat()
 
     def stop(self) -> None:
         """Ask the loop to stop after the batch in flight."""

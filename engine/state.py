@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.config import EngineConfig
-from engine.sessions import CALENDAR_DAYS, fill_calendar, local_date
+from engine.sessions import CALENDAR_DAYS, fill_calendar, trading_day
 from kernels import layout
 from kernels.record import RC_FLAGS
 
@@ -142,7 +142,7 @@ class State:
         current_start = int(ints[ints[self.acct, layout.A_SESSION_ROW], layout.S_DAY_START])
         anchor = current_start if started else ts_min
         anchor = max(anchor, ts_max - (CALENDAR_DAYS - 2) * DAY_NS)
-        fill_calendar(self.calendar, local_date(anchor, session), session)
+        fill_calendar(self.calendar, trading_day(anchor, session), session)
         if started and self.calendar[0, layout.S_DAY_START] != current_start:
             # the current day fell out of the calendar: the kernels start a new day
             self.ints[self.acct, layout.A_DAY_HALT] = 0

@@ -35,7 +35,7 @@ from engine.config import EngineConfig
 from engine.core import Engine
 from engine.events import block_records
 from engine.journal import TAG_PREFIX, Journal, restore
-from engine.sessions import local_date
+from engine.sessions import trading_day
 from kernels import layout
 
 #: the strategy: fast 1 / slow 2 tick EMAs, so every reversal of the price is a signal
@@ -209,7 +209,7 @@ class Session:
         cfg = self.cfg
         self.engine = engine = Engine(cfg)
         self.journal = Journal(cfg, engine.state.symbols)
-        restored = restore(engine.state, cfg.journal.path, local_date(time.time_ns(), cfg.session))
+        restored = restore(engine.state, cfg.journal.path, trading_day(time.time_ns(), cfg.session))
         engine.sinks.append(self._on_events)
         engine.controls.append(self.journal.control)
         self.adapter = live_adapter(cfg, lambda code, message: self.router.alert(code, message))

@@ -117,9 +117,12 @@ def test_examples_content() -> None:
     es = load_config(ROOT / "config/examples/futures-es.json")
     assert (es.instrument("ES").tick_size, es.instrument("ES").point_value) == (0.25, 50.0)
     assert es.session.timezone == "America/Chicago"
-    assert (es.session.open_time, es.session.close_time) == (time(8, 30), time(15, 0))
-    assert es.session.flatten_time == time(14, 55)
+    assert (es.session.open_time, es.session.close_time) == (time(17, 0), time(16, 0))
+    assert es.session.flatten_time == time(15, 10) and es.session.overnight
+    assert es.session.weekdays == frozenset(range(5))  # Monday to Friday, by the close
     assert (es.risk.daily_loss_limit, es.risk.max_loss_limit) == (1000.0, 2000.0)
+    nse = load_config(ROOT / "config/examples/nse.json")
+    assert (nse.session.open, nse.session.close, nse.session.overnight) == ("09:15", "15:30", False)
 
 
 # --- message shapes -----------------------------------------------------------------------
@@ -273,10 +276,33 @@ def test_flatten_at_close_is_allowed() -> None:
     assert cfg.session.flatten_time == cfg.session.close_time
 
 
-def test_close_before_open() -> None:
-    assert message_of({"session": {"close": "09:00", "flatten_at": "08:59"}}) == (
-        "session.close: must be after session.open (09:15), got '09:00'"
+def test_a_close_before_the_open_spans_midnight() -> None:
+    cme = {"timezone": "America/Chicago", "open": "17:00", "close": "16:00", "flatten_at": "15:10"}
+    session = parse_config(orjson.dumps({"session": cme})).session
+    assert session.overnight and not parse_config(b"{}").session.overnight
+    # flatten_at follows the session across midnight: 23:00 is inside it, 16:30 is not
+    evening = parse_config(orjson.dumps({"session": {**cme, "flatten_at": "23:00"}})).session
+    assert evening.flatten_at == "23:00"
+    assert message_of({"session": {**cme, "flatten_at": "16:30"}}) == (
+        "session.flatten_at: must be after session.open (17:00) and not after "
+        "session.close (16:00), got '16:30'"
     )
+    assert message_of({"session": {"close": "09:15", "flatten_at": "09:15"}}) == (
+        "session.close: must differ from session.open (09:15), got '09:15'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("session", "message"),
+    [
+        ({"holidays": ["2025-12-25", "25/12/2025"]}, "session.holidays: must be dates"),
+        ({"holidays": ["2025-02-30"]}, "session.holidays: must be dates"),
+        ({"trading_days": ["Mon", "Funday"]}, "session.trading_days[1]: "),
+        ({"trading_days": []}, "session.trading_days: must name at least one weekday"),
+    ],
+)
+def test_bad_trading_days_and_holidays_are_named(session: dict, message: str) -> None:
+    assert message_of({"session": session}).startswith(message)
 
 
 def test_replay_needs_path() -> None:
