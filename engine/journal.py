@@ -30,7 +30,7 @@ from engine.config import EngineConfig
 from engine.events import RefusalFilter, event_record
 from engine.sessions import trading_day
 from engine.state import State
-from kernels import layout
+from kernels import close_day, layout
 
 #: journal line types
 ORDER, FILL, RISK, CONTROL = "order", "fill", "risk", "control"
@@ -314,6 +314,8 @@ def restore(state: State, path: str | os.PathLike[str], today: date) -> dict:
     """
     positions: dict[str, dict] = {}
     realized = day_realized = peak = max_drawdown = 0.0
+    #: realized P&L after each trading day's last exit, by day
+    day_ends: dict[str, float] = {}
     halt = 0
     last_seq = -1
     for line in read_journal(path):
@@ -332,6 +334,7 @@ def restore(state: State, path: str | os.PathLike[str], today: date) -> dict:
                     if held["qty"] <= 0:
                         del positions[symbol]
                 realized += line["pnl"]
+                day_ends[line["day"]] = realized
                 peak = max(peak, realized)
                 max_drawdown = max(max_drawdown, peak - realized)
                 if line["day"] == today.isoformat():
@@ -348,6 +351,12 @@ def restore(state: State, path: str | os.PathLike[str], today: date) -> dict:
     for symbol, fill in positions.items():
         _restore_position(state, state.index[symbol], fill)
     book, acct = state.book, state.acct
+    for day in sorted(day_ends):
+        if day < today.isoformat():
+            # each finished trading day ends as the kernels end one: the end-of-day floor
+            # follows the same rule it followed live
+            book[acct, layout.A_REALIZED] = day_ends[day]
+            close_day(book)
     book[acct, layout.A_REALIZED] = realized
     book[acct, layout.A_DAY_REALIZED] = day_realized
     # the figures the first tick's mark-to-market would give (no price yet: nothing unrealized),

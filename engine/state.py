@@ -10,7 +10,7 @@ import numpy as np
 
 from engine.config import EngineConfig
 from engine.sessions import CALENDAR_DAYS, fill_calendar, trading_day
-from kernels import layout
+from kernels import close_day, layout
 from kernels.record import RC_FLAGS
 
 _INT64_MIN = np.iinfo(np.int64).min
@@ -77,6 +77,10 @@ class State:
         acct = book[self.acct]
         acct[layout.A_DAILY_LOSS_LIMIT] = risk.daily_loss_limit or np.inf
         acct[layout.A_MAX_LOSS_LIMIT] = risk.max_loss_limit or np.inf
+        ints[self.acct, layout.A_MAX_LOSS_MODE] = layout.MAX_LOSS_MODES.index(risk.max_loss_mode)
+        ints[self.acct, layout.A_FLOOR_LOCK] = int(risk.max_loss_locks_at_start)
+        # the floor of the end-of-day and static rules: the limit below the starting balance
+        acct[layout.A_FLOOR] = -acct[layout.A_MAX_LOSS_LIMIT]
         acct[layout.A_MAX_ORDERS_PER_SEC] = risk.max_orders_per_second
         band = risk.price_band_pct
         acct[layout.A_PRICE_BAND] = np.inf if band is None else band / 100.0
@@ -145,8 +149,7 @@ class State:
         fill_calendar(self.calendar, trading_day(anchor, session), session)
         if started and self.calendar[0, layout.S_DAY_START] != current_start:
             # the current day fell out of the calendar: the kernels start a new day
-            self.ints[self.acct, layout.A_DAY_HALT] = 0
-            self.book[self.acct, layout.A_DAY_REALIZED] = 0.0
+            close_day(self.book)
         ints[self.acct, layout.A_SESSION_ROW] = self.n
         ints[self.acct, layout.A_SESSION_END] = self.acct
         ints[self.acct, layout.A_CALENDAR_END] = self.calendar[-1, layout.S_DAY_END]

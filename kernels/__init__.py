@@ -8,7 +8,16 @@ from kernels.indicators import detect_crossover, update_atr, update_ema, update_
 from kernels.ledger import apply_fill, mark_to_market
 from kernels.market import apply_tick, update_bar
 from kernels.orders import bracket_levels, check_bracket, risk_gate, size_order
-from kernels.pipeline import broker_fill, flatten_all, flatten_one, halt, kill, on_tick, run_ticks
+from kernels.pipeline import (
+    broker_fill,
+    close_day,
+    flatten_all,
+    flatten_one,
+    halt,
+    kill,
+    on_tick,
+    run_ticks,
+)
 
 #: the twelve core kernels, in pipeline order
 KERNELS = (
@@ -33,6 +42,7 @@ __all__ = [
     "bracket_levels",
     "broker_fill",
     "check_bracket",
+    "close_day",
     "detect_crossover",
     "flatten_all",
     "flatten_one",

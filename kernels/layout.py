@@ -131,8 +131,13 @@ A_PRICE_BAND = 41  #: largest move from the reference price, fraction (0.2 = 20 
 A_MAX_TS = 42  #: ticks at or after this ts, ns, are refused (wall clock + skew live)
 A_REJ_FUTURE = 43  #: ticks refused: at or after A_MAX_TS
 A_REJ_PRICE_BAND = 44  #: ticks refused: outside the price band around the reference
+A_MAX_LOSS_MODE = 45  #: ML_* rule of the maximum loss limit
+A_FLOOR = 46  #: ML_EOD_TRAILING / ML_STATIC: equity (realized + unrealized) at or below which
+#: the maximum loss limit is breached, relative to the starting balance; -inf = off
+A_EOD_HIGH = 47  #: highest realized P&L at the end of a trading day (0 = the starting balance)
+A_FLOOR_LOCK = 48  #: 1: the end-of-day floor never rises above the starting balance (Topstep)
 #: width of the account row
-N_ACCOUNT_COLS = 45
+N_ACCOUNT_COLS = 49
 
 #: tick reject reasons by apply_tick code - 1, as named in reports
 REJECT_REASONS = (
@@ -154,6 +159,13 @@ S_OPEN = 1  #: session open, ns UTC
 S_FLATTEN = 2  #: flatten_at, ns UTC
 S_CLOSE = 3  #: session close, ns UTC
 S_DAY_END = 4  #: next local midnight, ns UTC
+
+# -- maximum loss rules (A_MAX_LOSS_MODE) -------------------------------------------------------
+ML_INTRADAY_TRAILING = 0  #: breached when equity falls more than the limit below its peak
+ML_EOD_TRAILING = 1  #: floor = highest end-of-day balance - limit, moved only at a day's end
+ML_STATIC = 2  #: floor = starting balance - limit
+#: maximum loss rule names by code, as ``risk.max_loss_mode`` spells them
+MAX_LOSS_MODES = ("intraday_trailing", "eod_trailing", "static")
 
 #: I_PENDING value while an exit intent awaits the broker
 PENDING_EXIT = 2

@@ -13,9 +13,11 @@ from kernels.layout import (
     A_EVENT_CAP,
     A_EVENTS,
     A_EVENTS_LOST,
+    A_FLOOR,
     A_HALT,
     A_MAX_DRAWDOWN,
     A_MAX_LOSS_LIMIT,
+    A_MAX_LOSS_MODE,
     A_N_INST,
     A_PEAK,
     A_REALIZED,
@@ -59,6 +61,7 @@ from kernels.layout import (
     I_UNREALIZED,
     K_ENTRY,
     K_EXIT,
+    ML_INTRADAY_TRAILING,
     R_NONE,
 )
 
@@ -191,7 +194,9 @@ def mark_to_market(book: np.ndarray, i: int) -> int:
     """Mark instrument ``i`` at its LTP and update equity, peak and drawdown.
 
     Return G_DAILY_LOSS or G_MAX_LOSS when this mark breaches a loss limit that has not
-    halted entries yet, else G_OK. The day's P&L is its realized plus all unrealized P&L.
+    halted entries yet, else G_OK. The day's P&L is its realized plus all unrealized P&L. The
+    maximum loss is breached by a drawdown beyond the limit (intraday trailing), or by equity at
+    or below the account's floor (end-of-day trailing, static).
     """
     acct = book.shape[0] - 1
     # no branch on whether a position is open: flat rows hold side, qty and entry 0, so the
@@ -217,6 +222,10 @@ def mark_to_market(book: np.ndarray, i: int) -> int:
 
     if day_pnl <= -book[acct, A_DAILY_LOSS_LIMIT] and get_int(book, acct, A_DAY_HALT) == G_OK:
         return G_DAILY_LOSS
-    if drawdown > book[acct, A_MAX_LOSS_LIMIT] and get_int(book, acct, A_HALT) != G_MAX_LOSS:
+    if get_int(book, acct, A_MAX_LOSS_MODE) == ML_INTRADAY_TRAILING:
+        breached = drawdown > book[acct, A_MAX_LOSS_LIMIT]
+    else:
+        breached = equity <= book[acct, A_FLOOR]
+    if breached and get_int(book, acct, A_HALT) != G_MAX_LOSS:
         return G_MAX_LOSS
     return G_OK

@@ -6,9 +6,15 @@ from kernels.jit import add_int, get_int, kernel, set_int
 from kernels.layout import (
     A_DAY_HALT,
     A_DAY_REALIZED,
+    A_EOD_HIGH,
+    A_FLOOR,
+    A_FLOOR_LOCK,
+    A_MAX_LOSS_LIMIT,
+    A_MAX_LOSS_MODE,
     A_MAX_TS,
     A_N_INST,
     A_PRICE_BAND,
+    A_REALIZED,
     A_SESSION_END,
     A_SESSION_ROW,
     A_TICKS,
@@ -35,6 +41,7 @@ from kernels.layout import (
     I_REF_PRICE,
     I_TICK_SIZE,
     I_TICKS,
+    ML_EOD_TRAILING,
     REJECT_COLUMNS,
     S_DAY_END,
     S_DAY_START,
@@ -67,9 +74,25 @@ def advance_session(book: np.ndarray, ts: int) -> bool:
     while row + 1 < end and ts >= get_int(book, row, S_DAY_END):
         row += 1
     set_int(book, acct, A_SESSION_ROW, row)
+    end_day(book)
+    return True
+
+
+@kernel
+def end_day(book: np.ndarray) -> None:
+    """Close the account's trading day: clear the day's P&L and daily-loss halt, and move the
+    end-of-day trailing floor up to the highest end-of-day balance less the limit."""
+    acct = book.shape[0] - 1
     set_int(book, acct, A_DAY_HALT, 0)
     book[acct, A_DAY_REALIZED] = 0.0
-    return True
+    if get_int(book, acct, A_MAX_LOSS_MODE) != ML_EOD_TRAILING:
+        return
+    high = max(book[acct, A_EOD_HIGH], book[acct, A_REALIZED])
+    book[acct, A_EOD_HIGH] = high
+    floor = high - book[acct, A_MAX_LOSS_LIMIT]
+    if get_int(book, acct, A_FLOOR_LOCK) != 0 and floor > 0.0:
+        floor = 0.0
+    book[acct, A_FLOOR] = floor
 
 
 @kernel

@@ -46,7 +46,7 @@ from kernels.layout import (
     S_FLATTEN,
 )
 from kernels.ledger import apply_fill, emit, mark_to_market
-from kernels.market import TICK_OK, apply_tick, tick_code, update_bar
+from kernels.market import TICK_OK, apply_tick, end_day, tick_code, update_bar
 from kernels.orders import bracket_levels, check_bracket, count_order, risk_gate, size_order
 from kernels.record import RC_ON, record_batch
 
@@ -156,6 +156,12 @@ def broker_fill(
     pnl = apply_fill(book, events, i, side, qty, price_ticks, ts, reason)
     mark_and_guard(book, events, i, ts)
     return pnl
+
+
+@entry
+def close_day(book: np.ndarray) -> None:
+    """End the account's trading day from Python (a calendar refill past the current day)."""
+    end_day(book)
 
 
 @entry

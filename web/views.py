@@ -65,7 +65,8 @@ def status(runtime: Runtime) -> dict:
         "account": {
             "realized": state.account(layout.A_REALIZED),
             "unrealized": state.account(layout.A_UNREALIZED),
-            "equity": state.account(layout.A_EQUITY),
+            "balance": risk.starting_balance + state.account(layout.A_REALIZED),
+            "equity": risk.starting_balance + state.account(layout.A_EQUITY),
             "day_pnl": day_pnl,
             "drawdown": drawdown,
             "max_drawdown": state.account(layout.A_MAX_DRAWDOWN),
@@ -75,11 +76,25 @@ def status(runtime: Runtime) -> dict:
             "daily_used": _used(-day_pnl, risk.daily_loss_limit),
             "max_loss_limit": risk.max_loss_limit,
             "max_used": _used(drawdown, risk.max_loss_limit),
+            "max_loss_mode": risk.max_loss_mode,
+            **_floor(state, risk.max_loss_limit, risk.starting_balance),
         },
         "clients": 0 if runtime.web is None else runtime.web.hub.client_count(),
         "journal": {"written": runtime.journal.writable, "error": runtime.journal.error},
         "record": None if runtime.recorder is None else runtime.recorder.status(),
     }
+
+
+def _floor(state: State, limit: float | None, start: float) -> dict:
+    # the balance at or below which the maximum loss limit is breached, and what is left to it
+    if limit is None:
+        return {"max_loss_floor": None, "max_loss_remaining": None}
+    if state.account_int(layout.A_MAX_LOSS_MODE) == layout.ML_INTRADAY_TRAILING:
+        floor = state.account(layout.A_PEAK) - limit
+    else:
+        floor = state.account(layout.A_FLOOR)
+    remaining = state.account(layout.A_EQUITY) - floor
+    return {"max_loss_floor": start + floor, "max_loss_remaining": remaining}
 
 
 def _used(loss: float, limit: float | None) -> float | None:

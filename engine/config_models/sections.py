@@ -91,8 +91,21 @@ class RiskConfig(Model):
 
     #: Realised plus open loss for the day that halts trading; null = no limit. Default null.
     daily_loss_limit: Annotated[Float, Field(gt=0)] | None = None
-    #: Loss from the start of the run that halts trading; null = no limit. Default null.
+    #: Loss that halts trading until the operator resumes, measured as ``max_loss_mode`` says;
+    #: null = no limit. Default null.
     max_loss_limit: Annotated[Float, Field(gt=0)] | None = None
+    #: ``"intraday_trailing"``: equity more than the limit below its running peak (the peak
+    #: restarts on resume); ``"eod_trailing"``: equity at or below the floor, the highest
+    #: end-of-trading-day balance less the limit, moved only at each day's end;
+    #: ``"static"``: equity at or below the starting balance less the limit.
+    #: Default ``"intraday_trailing"``.
+    max_loss_mode: Literal["intraday_trailing", "eod_trailing", "static"] = "intraday_trailing"
+    #: With ``eod_trailing``: the floor stops rising at the starting balance (Topstep's rule).
+    #: Default false.
+    max_loss_locks_at_start: Bool = False
+    #: The account's balance at the start: balance = starting balance + realized P&L, equity
+    #: = balance + unrealized. Default 0.
+    starting_balance: Annotated[Float, Field(ge=0)] = 0.0
     #: Largest absolute position per instrument, in lots. Default 10.
     max_position: Annotated[Int, Field(ge=1)] = 10
     #: Order submissions allowed per second across instruments. Default 50.
