@@ -76,11 +76,15 @@ class State:
         self.apply_strategy(cfg)
         acct = book[self.acct]
         acct[layout.A_DAILY_LOSS_LIMIT] = risk.daily_loss_limit or np.inf
-        acct[layout.A_MAX_LOSS_LIMIT] = risk.max_loss_limit or np.inf
-        ints[self.acct, layout.A_MAX_LOSS_MODE] = layout.MAX_LOSS_MODES.index(risk.max_loss_mode)
+        limit = acct[layout.A_MAX_LOSS_LIMIT] = risk.max_loss_limit or np.inf
+        mode = layout.MAX_LOSS_MODES.index(risk.max_loss_mode)
+        ints[self.acct, layout.A_MAX_LOSS_MODE] = mode
         ints[self.acct, layout.A_FLOOR_LOCK] = int(risk.max_loss_locks_at_start)
-        # the floor of the end-of-day and static rules: the limit below the starting balance
-        acct[layout.A_FLOOR] = -acct[layout.A_MAX_LOSS_LIMIT]
+        # each rule's threshold, the other one's out of reach: the drawdown from the peak, or
+        # the floor (at the start: the limit below the starting balance)
+        intraday = mode == layout.ML_INTRADAY_TRAILING
+        acct[layout.A_TRAIL_LIMIT] = limit if intraday else np.inf
+        acct[layout.A_FLOOR] = -np.inf if intraday else -limit
         acct[layout.A_MAX_ORDERS_PER_SEC] = risk.max_orders_per_second
         band = risk.price_band_pct
         acct[layout.A_PRICE_BAND] = np.inf if band is None else band / 100.0

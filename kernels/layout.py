@@ -94,7 +94,7 @@ N_INST_COLS = 66
 
 # -- account row (row n of the book) -----------------------------------------------------------
 A_DAILY_LOSS_LIMIT = 0  #: day P&L at or below -limit flattens and stops entries for the day
-A_MAX_LOSS_LIMIT = 1  #: equity this far below its peak flattens and halts; inf = off
+A_MAX_LOSS_LIMIT = 1  #: the maximum loss limit of every A_MAX_LOSS_MODE; inf = off
 A_MAX_ORDERS_PER_SEC = 2  #: orders per second before entries are refused
 A_REALIZED = 3  #: realized P&L since start
 A_UNREALIZED = 4  #: sum of the instruments' unrealized P&L
@@ -136,8 +136,9 @@ A_FLOOR = 46  #: ML_EOD_TRAILING / ML_STATIC: equity (realized + unrealized) at 
 #: the maximum loss limit is breached, relative to the starting balance; -inf = off
 A_EOD_HIGH = 47  #: highest realized P&L at the end of a trading day (0 = the starting balance)
 A_FLOOR_LOCK = 48  #: 1: the end-of-day floor never rises above the starting balance (Topstep)
+A_TRAIL_LIMIT = 49  #: ML_INTRADAY_TRAILING: the drawdown from the peak that breaches; else inf
 #: width of the account row
-N_ACCOUNT_COLS = 49
+N_ACCOUNT_COLS = 50
 
 #: tick reject reasons by apply_tick code - 1, as named in reports
 REJECT_REASONS = (

@@ -16,12 +16,11 @@ from kernels.layout import (
     A_FLOOR,
     A_HALT,
     A_MAX_DRAWDOWN,
-    A_MAX_LOSS_LIMIT,
-    A_MAX_LOSS_MODE,
     A_N_INST,
     A_PEAK,
     A_REALIZED,
     A_SEQ,
+    A_TRAIL_LIMIT,
     A_UNREALIZED,
     E_ENTRY_PRICE,
     E_ENTRY_TS,
@@ -61,7 +60,6 @@ from kernels.layout import (
     I_UNREALIZED,
     K_ENTRY,
     K_EXIT,
-    ML_INTRADAY_TRAILING,
     R_NONE,
 )
 
@@ -222,10 +220,8 @@ def mark_to_market(book: np.ndarray, i: int) -> int:
 
     if day_pnl <= -book[acct, A_DAILY_LOSS_LIMIT] and get_int(book, acct, A_DAY_HALT) == G_OK:
         return G_DAILY_LOSS
-    if get_int(book, acct, A_MAX_LOSS_MODE) == ML_INTRADAY_TRAILING:
-        breached = drawdown > book[acct, A_MAX_LOSS_LIMIT]
-    else:
-        breached = equity <= book[acct, A_FLOOR]
+    # both rules, no branch on which one applies: the other one's limit is out of reach
+    breached = (drawdown > book[acct, A_TRAIL_LIMIT]) | (equity <= book[acct, A_FLOOR])
     if breached and get_int(book, acct, A_HALT) != G_MAX_LOSS:
         return G_MAX_LOSS
     return G_OK
