@@ -84,6 +84,8 @@ class State:
         # the floor (at the start: the limit below the starting balance)
         intraday = mode == layout.ML_INTRADAY_TRAILING
         acct[layout.A_TRAIL_LIMIT] = limit if intraday else np.inf
+        acct[layout.A_PROFIT_TARGET] = risk.profit_target or np.inf
+        acct[layout.A_MAX_CONTRACTS] = risk.max_contracts or np.inf
         acct[layout.A_FLOOR] = -np.inf if intraday else -limit
         acct[layout.A_MAX_ORDERS_PER_SEC] = risk.max_orders_per_second
         band = risk.price_band_pct

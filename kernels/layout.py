@@ -125,7 +125,8 @@ A_REJ_STALE = 27  #: ticks refused: older than the instrument's last
 A_EVENTS_LOST = 28  #: events that found the ring full (the drivers keep this at 0)
 A_N_INST = 29  #: instruments in the book
 A_CALENDAR_END = 39  #: ts beyond the calendar's last day; run_ticks stops there for a refill
-A_REFUSED = 30  #: entries refused by the risk gate, one column per G_* code (30 .. 38)
+A_PROFIT_TARGET = 30  #: realized P&L at or above which the profit target is reached; inf = off
+A_MAX_CONTRACTS = 31  #: lots open across all instruments that entries may not exceed; inf = off
 A_LIVE = 40  #: 1 when a live broker executes the intents: no fill happens inside the kernels
 A_PRICE_BAND = 41  #: largest move from the reference price, fraction (0.2 = 20 %); inf = off
 A_MAX_TS = 42  #: ticks at or after this ts, ns, are refused (wall clock + skew live)
@@ -137,8 +138,9 @@ A_FLOOR = 46  #: ML_EOD_TRAILING / ML_STATIC: equity (realized + unrealized) at 
 A_EOD_HIGH = 47  #: highest realized P&L at the end of a trading day (0 = the starting balance)
 A_FLOOR_LOCK = 48  #: 1: the end-of-day floor never rises above the starting balance (Topstep)
 A_TRAIL_LIMIT = 49  #: ML_INTRADAY_TRAILING: the drawdown from the peak that breaches; else inf
+A_REFUSED = 50  #: entries refused by the risk gate, one column per G_* code (50 .. 61)
 #: width of the account row
-N_ACCOUNT_COLS = 50
+N_ACCOUNT_COLS = 62
 
 #: tick reject reasons by apply_tick code - 1, as named in reports
 REJECT_REASONS = (
@@ -200,6 +202,8 @@ G_OUTSIDE_SESSION = 5  #: outside open .. min(flatten_at, close)
 G_MAX_POSITION = 6  #: the entry would exceed max_position lots
 G_RATE_LIMIT = 7  #: max_orders_per_second reached
 G_ZERO_SIZE = 8  #: risk-based sizing gave no whole lot
+G_PROFIT_TARGET = 9  #: the account reached its profit target: flattened, no entries until resume
+G_MAX_CONTRACTS = 10  #: the entry would exceed max_contracts lots across all instruments
 #: risk gate code names by code
 GATE_REASONS = (
     "ok",
@@ -211,6 +215,8 @@ GATE_REASONS = (
     "max_position",
     "rate_limit",
     "zero_size",
+    "profit_target",
+    "max_contracts",
 )
 
 # -- event ring --------------------------------------------------------------------------------

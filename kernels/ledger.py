@@ -18,6 +18,7 @@ from kernels.layout import (
     A_MAX_DRAWDOWN,
     A_N_INST,
     A_PEAK,
+    A_PROFIT_TARGET,
     A_REALIZED,
     A_SEQ,
     A_TRAIL_LIMIT,
@@ -41,6 +42,7 @@ from kernels.layout import (
     G_DAILY_LOSS,
     G_MAX_LOSS,
     G_OK,
+    G_PROFIT_TARGET,
     I_ENTERED_AT,
     I_ENTRY_TICKS,
     I_ENTRY_TS,
@@ -192,7 +194,8 @@ def mark_to_market(book: np.ndarray, i: int) -> int:
     """Mark instrument ``i`` at its LTP and update equity, peak and drawdown.
 
     Return G_DAILY_LOSS or G_MAX_LOSS when this mark breaches a loss limit that has not
-    halted entries yet, else G_OK. The day's P&L is its realized plus all unrealized P&L. The
+    halted entries yet, G_PROFIT_TARGET when the realized P&L reaches the profit target while
+    nothing halts entries, else G_OK. The day's P&L is its realized plus all unrealized P&L. The
     maximum loss is breached by a drawdown beyond the limit (intraday trailing), or by equity at
     or below the account's floor (end-of-day trailing, static).
     """
@@ -224,4 +227,6 @@ def mark_to_market(book: np.ndarray, i: int) -> int:
     breached = (drawdown > book[acct, A_TRAIL_LIMIT]) | (equity <= book[acct, A_FLOOR])
     if breached and get_int(book, acct, A_HALT) != G_MAX_LOSS:
         return G_MAX_LOSS
+    if book[acct, A_REALIZED] >= book[acct, A_PROFIT_TARGET] and get_int(book, acct, A_HALT) == 0:
+        return G_PROFIT_TARGET
     return G_OK

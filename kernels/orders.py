@@ -6,12 +6,15 @@ from kernels.jit import add_int, entry, get_int, kernel, set_int
 from kernels.layout import (
     A_DAY_HALT,
     A_HALT,
+    A_MAX_CONTRACTS,
     A_MAX_ORDERS_PER_SEC,
+    A_N_INST,
     A_PAUSED,
     A_RATE_COUNT,
     A_RATE_WINDOW,
     A_SESSION_ROW,
     G_DAILY_LOSS,
+    G_MAX_CONTRACTS,
     G_MAX_POSITION,
     G_OK,
     G_OUTSIDE_SESSION,
@@ -61,9 +64,10 @@ SECOND_NS = 1_000_000_000
 def risk_gate(book: np.ndarray, i: int, qty: float, ts: int) -> int:
     """Return G_OK when an entry of ``qty`` units on instrument ``i`` may go, else why not.
 
-    Checked in order: operator or max-loss halt, the day's loss limit, pause, the session
-    (entries from open until the earlier of flatten_at and close), size, max position, and
-    the orders sent in the current second of tick time.
+    Checked in order: a halt (kill, max loss, profit target), the day's loss limit, pause, the
+    session (entries from open until the earlier of flatten_at and close), size, max position,
+    max contracts across all instruments, and the orders sent in the current second of tick
+    time.
     """
     acct = book.shape[0] - 1
     if get_int(book, acct, A_HALT) != G_OK:
@@ -84,6 +88,12 @@ def risk_gate(book: np.ndarray, i: int, qty: float, ts: int) -> int:
     lot_size = book[i, I_LOT_SIZE]
     if (book[i, I_QTY] + qty) / lot_size > book[i, I_MAX_POSITION]:
         return G_MAX_POSITION
+    if book[acct, A_MAX_CONTRACTS] < np.inf:
+        lots = qty / lot_size
+        for k in range(get_int(book, acct, A_N_INST)):
+            lots += book[k, I_QTY] / book[k, I_LOT_SIZE]
+        if lots > book[acct, A_MAX_CONTRACTS]:
+            return G_MAX_CONTRACTS
     in_window = ts // SECOND_NS == get_int(book, acct, A_RATE_WINDOW)
     if in_window and get_int(book, acct, A_RATE_COUNT) >= book[acct, A_MAX_ORDERS_PER_SEC]:
         return G_RATE_LIMIT

@@ -7,11 +7,11 @@ from datetime import date
 import pytest
 
 from engine.core import Engine
-from engine.journal import Journal, restore
+from engine.journal import Journal, read_journal, restore
 from engine.live import Runtime
 from engine.state import State
 from kernels import layout
-from tests.conftest import MINUTE, Ticks, local_ns, make_config, run
+from tests.conftest import MINUTE, Ticks, local_ns, make_config, make_engine, run
 from tests.test_sessions import CHICAGO, CME
 from web import views
 
@@ -127,3 +127,46 @@ def test_the_status_shows_the_balance_the_floor_and_what_is_left_to_it(tmp_path)
     assert (risk["max_loss_mode"], risk["max_loss_floor"]) == ("eod_trailing", 48_500.0)
     assert risk["max_loss_remaining"] == 2_000.0
     runtime.journal.close()
+
+
+def test_the_profit_target_flattens_at_once_and_stops_entries_until_resumed(tmp_path) -> None:
+    risk = {**TOPSTEP["risk"], "profit_target": 3_000.0}
+    cfg = make_config(**{**TOPSTEP, "risk": risk}, journal={"path": str(tmp_path / "j.jsonl")})
+    engine = Engine(cfg)
+    journal = Journal(cfg, engine.state.symbols)
+    engine.sinks.append(journal)
+    state = engine.state
+    trade(engine, "2025-11-24", 5000.0, 5050.0)  # +$2,500: short of the target
+    assert state.halt_reason() is None
+    at = local_ns("2025-11-24 10:00", CHICAGO)
+    run(engine, Ticks(ts=at).extend([5050.0]))  # marked at the fills' price
+    engine.broker_fill(0, layout.LONG, 2, 5050.0, layout.R_NONE, at, tag="in")
+    engine.broker_fill(0, layout.SHORT, 1, 5055.0, layout.R_MANUAL, at + 1, tag="out")  # +$250
+    assert state.halt_reason() is None
+    engine.broker_fill(0, layout.SHORT, 1, 5056.0, layout.R_MANUAL, at + 2, tag="out")  # +$300
+    assert state.halt_reason() == "profit_target"  # realized $3,050: the balance is 53,050
+    journal.close()
+    halts = [line for line in read_journal(cfg.journal.path) if line["type"] == "risk"]
+    assert [line["reason"] for line in halts if line["event"] == "halt"] == ["profit_target"]
+    restored = State(cfg)
+    restore(restored, cfg.journal.path, date(2025, 11, 24))
+    assert restored.halt_reason() == "profit_target"  # a restart keeps the account stopped
+
+
+def test_max_contracts_counts_the_lots_open_across_every_instrument() -> None:
+    engine, log = make_engine(
+        instruments=[
+            {"symbol": "AAA", "tick_size": 0.25, "lot_size": 1},
+            {"symbol": "BBB", "tick_size": 0.25, "lot_size": 2},
+        ],
+        strategy={"fast": 1, "slow": 2, "quantity": 1},
+        risk={"max_contracts": 1, "max_position": 10, "max_orders_per_second": 1000},
+    )
+    ticks = Ticks()
+    for price in (100.0, 100.0, 100.0, 101.0):  # AAA crosses up: one lot long
+        ticks.add(price, idx=0)
+    for price in (50.0, 50.0, 50.0, 51.0):  # BBB crosses up: a second lot would be too many
+        ticks.add(price, idx=1)
+    run(engine, ticks)
+    assert [r["symbol"] for r in log.records("entry")] == ["AAA"]
+    assert engine.state.refused_entries() == {"max_contracts": 1}

@@ -106,6 +106,13 @@ class RiskConfig(Model):
     #: The account's balance at the start: balance = starting balance + realized P&L, equity
     #: = balance + unrealized. Default 0.
     starting_balance: Annotated[Float, Field(ge=0)] = 0.0
+    #: Profit over the starting balance that, once realized, flattens every position at once
+    #: (exit reason ``risk``) and stops entries until the operator resumes (an evaluation
+    #: passed); null = none. Default null.
+    profit_target: Annotated[Float, Field(gt=0)] | None = None
+    #: Lots open at once across all instruments (a prop firm's position limit); an entry that
+    #: would exceed it is refused (``max_contracts``). Null = none. Default null.
+    max_contracts: Annotated[Int, Field(ge=1)] | None = None
     #: Largest absolute position per instrument, in lots. Default 10.
     max_position: Annotated[Int, Field(ge=1)] = 10
     #: Order submissions allowed per second across instruments. Default 50.

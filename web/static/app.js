@@ -350,6 +350,7 @@ const HALT_TEXT = {
   max_loss: 'HALTED: the max loss limit was reached', daily_loss: 'HALTED: the daily loss limit was reached',
   feed: 'HALTED: the feed is down or stale',
   journal: 'HALTED: the journal cannot be written (disk full?); exits run and are recorded once it can',
+  profit_target: 'TARGET REACHED: the account reached its profit target; flat, no entries until resumed',
   broker_token: 'PAUSED: the broker token expired; exits resume once it is renewed',
   reconcile: 'HALTED: the broker disagrees with the journal; see the events, then Reconcile or Adopt',
 };

@@ -47,7 +47,7 @@ from engine.state import PAUSE_BROKER
 from kernels import layout
 
 #: halts under which an entry that filled anyway is closed at once
-HALTS = layout.GATE_REASONS[1:4]
+HALTS = ("halted", "max_loss", "daily_loss", "profit_target")
 
 
 class Router(LegKeeper):
