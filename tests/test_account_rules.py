@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import date
+import time
+from datetime import date, timedelta
 
+import orjson
 import pytest
 
 from engine.core import Engine
 from engine.journal import Journal, read_journal, restore
 from engine.live import Runtime
+from engine.sessions import trading_day
 from engine.state import State
 from kernels import layout
-from tests.conftest import MINUTE, Ticks, local_ns, make_config, make_engine, run
+from tests.conftest import MINUTE, Ticks, free_port, local_ns, make_config, make_engine, run
+from tests.live import LiveEngine
 from tests.test_sessions import CHICAGO, CME
 from web import views
 
@@ -170,3 +174,28 @@ def test_max_contracts_counts_the_lots_open_across_every_instrument() -> None:
     run(engine, ticks)
     assert [r["symbol"] for r in log.records("entry")] == ["AAA"]
     assert engine.state.refused_entries() == {"max_contracts": 1}
+
+
+def test_a_restart_shows_the_floor_and_the_days_pnl_from_the_journal(tmp_path) -> None:
+    session = {"enabled": False, "timezone": "Asia/Kolkata"}
+    cfg = make_config(session=session)
+    today = trading_day(time.time_ns(), cfg.session)
+    lines = []
+    for back, pnl in ((2, 500.0), (1, -300.0), (0, 100.0)):  # two days ago, yesterday, today
+        day = (today - timedelta(days=back)).isoformat()
+        fill = {"symbol": "AAA", "qty": 1, "price": 100.0, "tick_t": 1, "day": day}
+        lines.append({"type": "fill", "action": "entry", "side": "buy", "avg_price": 100.0, **fill})
+        lines.append({"type": "fill", "action": "exit", "side": "sell", "pnl": pnl, **fill})
+    (tmp_path / "journal.jsonl").write_bytes(b"".join(orjson.dumps(x) + b"\n" for x in lines))
+    risk = {**TOPSTEP["risk"], "max_position": 10}
+    # a ws feed with no server: no tick moves the restored account while the test reads it
+    feed = {"name": "ws", "url": f"ws://127.0.0.1:{free_port()}/"}
+    live = LiveEngine(tmp_path, session=session, risk=risk, feed=feed)
+    try:
+        status = live.status()
+        assert status["account"]["balance"] == 50_300.0
+        assert status["account"]["day_pnl"] == 100.0
+        # the floor moved with the end of two days ago (+500), not with yesterday's or today's
+        assert status["risk"]["max_loss_floor"] == 48_500.0
+    finally:
+        assert live.stop() == 0
