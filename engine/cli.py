@@ -175,6 +175,14 @@ def _ticks(args: argparse.Namespace) -> int:
     write = write_ticks_npy if args.out.suffix == ".npy" else write_ticks_csv
     instruments = cfg.instruments
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    start_ts, retime = time.time_ns(), None
+    if cfg.session.enabled:
+        # ticks only in trading hours, from today's trading day on, day after day
+        from engine.feeds.session_clock import SessionClock
+        from engine.sessions import trading_day
+
+        start_ts = 0
+        retime = SessionClock(cfg.session, trading_day(time.time_ns(), cfg.session)).retime
     write(
         args.out,
         [inst.symbol for inst in instruments],
@@ -182,9 +190,10 @@ def _ticks(args: argparse.Namespace) -> int:
         [inst.sim_start_price for inst in instruments],
         n_ticks=args.count,
         seed=cfg.feed.seed if args.seed is None else args.seed,
-        start_ts=time.time_ns(),
+        start_ts=start_ts,
         step_ticks=cfg.feed.sim_step_ticks,
         ticks_per_second=cfg.feed.ticks_per_second,
+        retime=retime,
     )
     print(f"otrade: wrote {args.count:,} ticks to {args.out}")
     return 0

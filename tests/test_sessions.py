@@ -5,14 +5,17 @@ from __future__ import annotations
 from datetime import date
 
 import numpy as np
+import orjson
 import pytest
 
 from engine.config_models import SessionConfig
 from engine.core import Engine
+from engine.feeds.session_clock import SessionClock
 from engine.journal import Journal, read_journal
 from engine.sessions import fill_calendar, trading_day
 from kernels import layout
 from tests.conftest import MINUTE, EventLog, Ticks, local_ns, make_config, run
+from tests.test_cli import run_cli
 
 CHICAGO = "America/Chicago"
 #: CME Globex equity index hours with Topstep's flatten, Monday to Friday by the close's date
@@ -128,3 +131,36 @@ def test_the_day_loss_limit_and_the_journal_day_turn_over_at_the_open_not_at_mid
     # Monday's entry and risk exit, then at 17:01 an entry that is Tuesday's
     days = [(line["action"], line["day"]) for line in fills]
     assert days == [("entry", "2025-11-24"), ("exit", "2025-11-24"), ("entry", "2025-11-25")]
+
+
+def test_the_session_clock_puts_ticks_only_in_trading_hours() -> None:
+    session = SessionConfig(**{**CME, "holidays": ["2025-11-27"]})
+    clock = SessionClock(session, date(2025, 11, 24))
+    hour = 60 * MINUTE
+    # 23 h of trading a day: 5 days from Monday, the Thursday holiday skipped
+    offsets = np.arange(0, 5 * 23 * hour, 10 * MINUTE, dtype=np.int64)
+    stamps = offsets.copy()
+    clock.retime(stamps)
+    assert stamps[0] == local_ns("2025-11-23 17:00", CHICAGO)  # Monday's day opens on Sunday
+    assert (np.diff(stamps) > 0).all()
+    days = {trading_day(int(t), session) for t in stamps}
+    assert days == {date(2025, 11, d) for d in (24, 25, 26, 28)} | {date(2025, 12, 1)}
+    calendar = rows({**CME, "holidays": ["2025-11-27"]}, "2025-11-24", 5)
+    inside = np.zeros(len(stamps), bool)
+    for opens, closes in calendar[:, [layout.S_OPEN, layout.S_CLOSE]]:
+        inside |= (stamps >= opens) & (stamps < closes)
+    assert inside.all()  # none in the break, the weekend or the holiday
+
+
+def test_run_py_ticks_writes_a_week_of_cme_trading_days(tmp_path) -> None:
+    config = tmp_path / "c.json"
+    config.write_bytes(orjson.dumps({"session": CME, "feed": {"ticks_per_second": 2.0}}))
+    ticks = tmp_path / "week.npy"
+    made = run_cli("ticks", "--config", str(config), "--out", str(ticks), "--count", "828000")
+    assert made.returncode == 0, made.stderr
+    stamps = np.load(ticks)["ts"]  # 828,000 ticks at 2 a second: five 23-hour days
+    session = SessionConfig(**CME)
+    days = sorted({trading_day(int(t), session) for t in stamps[::600]})
+    assert len(days) == 5 and all(day.weekday() < 5 for day in days)
+    times = [int(t) for t in stamps[::600]]
+    assert all(trading_day(t, session) in days for t in times)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from decimal import Decimal
 
 import numpy as np
@@ -300,6 +301,7 @@ def write_ticks_csv(
     start_ts: int,
     step_ticks: int = 1,
     ticks_per_second: float = 1000.0,
+    retime: Callable[[np.ndarray], None] | None = None,
 ) -> None:
     """Write ``n_ticks`` simulated ticks as CSV ``ts,symbol,price,size`` with bounded memory.
 
@@ -314,6 +316,8 @@ def write_ticks_csv(
         As for :class:`SimFeed`.
     n_ticks : int
         Number of ticks to write.
+    retime : callable, optional
+        Rewrites each chunk's stamps in place (``SessionClock.retime``: session hours only).
     """
     _check_csv_symbols(symbols)
     feed = SimFeed(symbols, tick_sizes, start_prices, seed, ticks_per_second, step_ticks, start_ts)
@@ -329,6 +333,8 @@ def write_ticks_csv(
         remaining = int(n_ticks)
         while remaining > 0:
             m = feed.fill(batch, min(remaining, WRITE_CHUNK_TICKS))
+            if retime is not None:
+                retime(batch.ts[:m])
             nbytes = _format_csv_rows(
                 batch.idx,
                 batch.price,
@@ -355,6 +361,7 @@ def write_ticks_npy(
     start_ts: int,
     step_ticks: int = 1,
     ticks_per_second: float = 1000.0,
+    retime: Callable[[np.ndarray], None] | None = None,
 ) -> None:
     """Write ``n_ticks`` simulated ticks as a structured ``.npy`` with bounded memory.
 
@@ -369,6 +376,8 @@ def write_ticks_npy(
         As for :class:`SimFeed`.
     n_ticks : int
         Number of ticks to write.
+    retime : callable, optional
+        Rewrites each chunk's stamps in place (``SessionClock.retime``: session hours only).
     """
     feed = SimFeed(symbols, tick_sizes, start_prices, seed, ticks_per_second, step_ticks, start_ts)
     width = max(len(s) for s in symbols)
@@ -384,6 +393,8 @@ def write_ticks_npy(
     a = 0
     while a < n_ticks:
         m = feed.fill(batch, min(n_ticks - a, WRITE_CHUNK_TICKS))
+        if retime is not None:
+            retime(batch.ts[:m])
         rows = arr[a : a + m]
         rows["ts"] = batch.ts[:m]
         rows["symbol"] = names[batch.idx[:m]]
