@@ -34,7 +34,9 @@ class SessionClock:
     def __init__(self, session: SessionConfig, first_day: date) -> None:
         self.session = session
         self._opens = np.zeros(0, np.int64)
-        self._ends = np.zeros(0, np.int64)  # offset at which each day's hours end
+        # clock offsets at which each trading day's hours begin and end
+        self._starts = np.zeros(0, np.int64)
+        self._ends = np.zeros(0, np.int64)
         self._next_day = first_day
         self._extend()
 
@@ -43,8 +45,10 @@ class SessionClock:
         fill_calendar(rows, self._next_day, self.session)
         lengths = rows[:, S_CLOSE] - rows[:, S_OPEN]
         done = int(self._ends[-1]) if len(self._ends) else 0
+        ends = done + np.cumsum(lengths)
         self._opens = np.concatenate((self._opens, rows[:, S_OPEN]))
-        self._ends = np.concatenate((self._ends, done + np.cumsum(lengths)))
+        self._starts = np.concatenate((self._starts, ends - lengths))
+        self._ends = np.concatenate((self._ends, ends))
         # the day after the last one laid out; fill_calendar skips to a trading day from it
         self._next_day = trading_day(int(rows[-1, S_CLOSE]) - 1, self.session) + timedelta(days=1)
 
@@ -55,5 +59,4 @@ class SessionClock:
         while ts[-1] >= self._ends[-1]:
             self._extend()
         day = np.searchsorted(self._ends, ts, side="right")
-        starts = np.concatenate(([0], self._ends[:-1]))
-        ts[:] = self._opens[day] + (ts - starts[day])
+        ts[:] = self._opens[day] + (ts - self._starts[day])

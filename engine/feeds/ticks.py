@@ -17,6 +17,8 @@ REJECT_REASONS: tuple[str, ...] = ("not_a_number", "malformed_row")
 REJECT_NOT_A_NUMBER: int = 0
 #: Code for a row with a missing or empty field, or with the wrong number of fields.
 REJECT_MALFORMED_ROW: int = 1
+#: Ticks a broker feed's batch holds; a larger frame goes to the engine in several calls.
+FRAME_BATCH_TICKS: int = 4096
 
 
 class TickBatch:

@@ -33,8 +33,6 @@ from engine.feeds.upkeep import FeedUpkeep, backoff_s
 
 log = logging.getLogger("otrade.feed")
 
-#: ticks a binary feed's frame may carry before it is split over several kernel calls
-FRAME_BATCH_TICKS = 4096
 #: bytes of the shortest tick object, ``{"s":"","p":0,"t":0}``, and its comma in an array
 MIN_TICK_BYTES = 21
 

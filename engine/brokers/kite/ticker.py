@@ -26,9 +26,8 @@ from picows.common import WSHandshakeError
 
 from engine.brokers.kite import ticker_nb
 from engine.brokers.live_base import Alert, Deliver
-from engine.feeds.ticks import TickBatch
+from engine.feeds.ticks import FRAME_BATCH_TICKS, TickBatch
 from engine.feeds.upkeep import FeedUpkeep, backoff_s
-from engine.feeds.ws import FRAME_BATCH_TICKS
 
 log = logging.getLogger("otrade.kite.ticker")
 

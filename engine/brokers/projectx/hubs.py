@@ -25,14 +25,11 @@ from collections.abc import Callable
 
 from engine.brokers.projectx.orders import OrderTracker, parse_ts
 from engine.brokers.projectx.signalr import HubConnection, HubHandler
-from engine.feeds.ticks import TickBatch
+from engine.feeds.ticks import FRAME_BATCH_TICKS, TickBatch
 from engine.feeds.upkeep import FeedUpkeep
 
 # OrderTracker and parse_ts live in orders.py; they stay importable from here
 __all__ = ["OrderTracker", "ProjectXMarketFeed", "UserHub", "parse_ts", "unwrap"]
-
-#: ticks one batch holds; a larger frame goes to the engine in several calls
-FRAME_BATCH_TICKS = 4096
 
 
 def unwrap(argument: object) -> dict | None:
